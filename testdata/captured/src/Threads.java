@@ -1,0 +1,1 @@
+public class Threads { public static void main(String[] a) throws Exception { for (int i=0;i<100000;i++){ Thread t=new Thread(() -> { try { Thread.sleep(60000);} catch(Exception e){} }); t.setDaemon(true); t.start(); } } }
