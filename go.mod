@@ -2,4 +2,13 @@ module github.com/pidpressure/pidpressure
 
 go 1.26
 
-require github.com/petar-dambovaliev/aho-corasick v0.0.0-20250424160509-463d218d4745
+require (
+	github.com/petar-dambovaliev/aho-corasick v0.0.0-20250424160509-463d218d4745
+	github.com/spf13/cobra v1.10.2
+)
+
+require (
+	github.com/google/go-cmp v0.7.0
+	github.com/inconshreveable/mousetrap v1.1.0 // indirect
+	github.com/spf13/pflag v1.0.9 // indirect
+)

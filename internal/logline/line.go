@@ -91,14 +91,17 @@ const (
 )
 
 // FromKernel reports whether the kernel itself wrote the line. Userspace
-// cannot write facility 0 to /dev/kmsg (the kernel rewrites it to LOG_USER),
-// and journald sets _TRANSPORT=kernel only for records it read from kmsg.
+// cannot write facility 0 to /dev/kmsg (the kernel stores such writes as
+// LOG_USER). journald copies every kmsg record with _TRANSPORT=kernel, those
+// written from userspace included, so a journal line is the kernel's only
+// when its SYSLOG_FACILITY is 0 as well (checked here: a write of
+// "<12>x: …" to /dev/kmsg is journaled with _TRANSPORT=kernel, SYSLOG_FACILITY=1).
 func (l Line) FromKernel() bool {
 	switch l.Source {
 	case SourceKmsg:
 		return l.Facility == 0
 	case SourceJournal:
-		return l.Origin.Transport == "kernel"
+		return l.Origin.Transport == "kernel" && l.Facility == 0
 	default:
 		return false
 	}

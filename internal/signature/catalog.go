@@ -2,8 +2,9 @@ package signature
 
 // Building blocks of the built-in patterns.
 const (
-	// eagainText is how a line says EAGAIN.
-	eagainText = `(?:resource temporarily unavailable|resource (?:temporarily )?not available|eagain|wouldblock|os error 11\b|errno\s*[=:]?\s*11\b|error\s*[=:]\s*11\b)`
+	// eagainText is how a line says EAGAIN. Rules whose pattern requires it
+	// anchor on eagainAnchors, which name every alternative.
+	eagainText = `(?:resource temporarily unavailable|resource (?:temporarily )?not available|eagain|wouldblock|os error 11\b|errno\s*[=:]?\s*11\b)`
 	// createErrText is how a line says EAGAIN or ENOMEM, the two errnos of a
 	// failed fork/clone.
 	createErrText = `(?:resource temporarily unavailable|resource (?:temporarily )?not available|eagain|wouldblock|cannot allocate memory|enomem|os error 1[12]\b|errno\s*[=:]?\s*1[12]\b|error\s*[=:]\s*1[12]\b)`
@@ -14,6 +15,10 @@ const (
 	// "Could not get lock … (11: Resource temporarily unavailable)".
 	ioContext = `\b(?:read|write|recv\w*|send\w*|accept4?|dial|connect|listen|bind|lookup|e?poll\w*|flock|lockf?|fcntl|ioctl|socket|udp|tcp|unix|pipe|fifo|tty|pty|mmap|open|lock(?:ed|file)?)\b[^\n]{0,40}?(?:resource temporarily unavailable|eagain)`
 )
+
+// eagainAnchors are literals of which every match of eagainText contains one.
+var eagainAnchors = []string{"resource temporarily unavailable", "resource temporarily not available",
+	"resource not available", "eagain", "wouldblock", "os error 11", "errno"}
 
 // builtin is the catalog, in priority order: the first rule that matches a
 // line names it. Specific programs come first so that a line is attributed to
@@ -60,10 +65,10 @@ var builtin = []Rule{
 	// OCI runtimes and the container runtimes that run them.
 	{
 		ID: "OCIRuntimeCreateFailed", Family: "oci", Class: ClassProcess, Strength: Definitive, ErrnoDecides: true,
-		Anchors: []string{"resource temporarily unavailable", "eagain"},
+		Anchors: eagainAnchors,
 		Pattern: `\b(?:oci runtime|runc|crun|youki|containerd|shim|container init|container process|nsenter|nsexec|exec failed|error response from daemon)\b[^\n]*?\b(?:fork/exec\s+(?P<program>[^:\s]+)|v?fork|clone3?|pthread_create|newosproc|new os thread|spawn\w*)\b[^\n]{0,120}?` + eagainText +
 			`|fork/exec\s+(?P<program>[^:\s]*(?:runc|crun|youki|containerd|shim|dockerd?|conmon)[^:\s]*):\s*` + eagainText,
-		Reject:  ioContext,
+		Reject: ioContext,
 	},
 	{
 		ID: "GoForkExecFailed", Family: "go", Class: ClassProcess, Strength: Definitive, ErrnoDecides: true,
@@ -244,12 +249,12 @@ var builtin = []Rule{
 	// execve(2) return EAGAIN when the new real UID is over its limit.
 	{
 		ID: "SetuidProcessLimit", Family: "rlimit", Class: ClassProcess, Strength: Definitive,
-		Anchors: []string{"setuid", "setresuid", "setreuid", "set user id", "setuser"},
+		Anchors: eagainAnchors,
 		Pattern: `\b(?:set(?:res|re)?uid|setuser|set user id)\b[^\n]{0,40}?:\s*` + eagainText,
 	},
 	{
 		ID: "ExecProcessLimit", Family: "rlimit", Class: ClassProcess, Strength: Definitive,
-		Anchors: []string{"exec"},
+		Anchors: eagainAnchors,
 		Pattern: `\b(?:execve?|` + failVerb + ` execute)\b[^\n:]{0,120}?:\s*` + eagainText,
 		Reject:  ioContext,
 	},
@@ -257,7 +262,7 @@ var builtin = []Rule{
 	// make(1) runs recipes with posix_spawn or vfork.
 	{
 		ID: "MakeSpawnFailed", Family: "make", Class: ClassProcess, Strength: Definitive,
-		Anchors: []string{"make:", "make["},
+		Anchors: eagainAnchors,
 		Pattern: `\bg?make(?:\[\d+\])?:\s+(?:\*\*\*\s+)?(?:[^:\n]{1,200}:\s*)?` + eagainText,
 		Reject:  `jobs? pipe|jobserver|fifo`,
 	},
@@ -288,7 +293,7 @@ var builtin = []Rule{
 	},
 	{
 		ID: "ProcessCreateFailed", Family: "libc", Class: ClassProcess, Strength: Definitive, ErrnoDecides: true, Generic: true,
-		Anchors: []string{"resource temporarily unavailable", "eagain", "os error 11", "errno", "error=11"},
+		Anchors: eagainAnchors,
 		Pattern: `(?:` + failVerb + `|\berror)\s+(?:start|run|launch|spawn|create|execute|exec|fork off)\b[^\n]{0,120}?(?P<errtext>` + eagainText + `)`,
 		Reject:  ioContext + `|thread`,
 	},

@@ -23,7 +23,7 @@ func loadCorpus(t testing.TB, path string) []corpusEntry {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	var out []corpusEntry
 	origin := ""
 	sc := bufio.NewScanner(f)

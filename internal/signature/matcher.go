@@ -21,8 +21,10 @@ const maxFieldLen = 256
 
 type anchorSet [maxAnchors / 64]uint64
 
-func (s *anchorSet) add(i int)                    { s[i/64] |= 1 << (i % 64) }
-func (s *anchorSet) intersects(o *anchorSet) bool { return s[0]&o[0]|s[1]&o[1]|s[2]&o[2]|s[3]&o[3] != 0 }
+func (s *anchorSet) add(i int) { s[i/64] |= 1 << (i % 64) }
+func (s *anchorSet) intersects(o *anchorSet) bool {
+	return s[0]&o[0]|s[1]&o[1]|s[2]&o[2]|s[3]&o[3] != 0
+}
 
 // Hit is one line recognised as a creation failure.
 type Hit struct {

@@ -1,0 +1,92 @@
+# pidpressure — run `make help` for the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+GO        ?= go
+CACHE     ?= $(HOME)/.cache/pidpressure
+BIN       := $(CURDIR)/bin
+LINT_VERSION := v2.15.0
+LINT      := $(CACHE)/bin/golangci-lint-$(LINT_VERSION)
+FUZZTIME  ?= 15s
+export CGO_ENABLED ?= 1
+
+## help: list the targets
+.PHONY: help
+help:
+	@awk '/^## /{sub(/^## /,""); n=index($$0,": "); printf "  %-12s %s\n", substr($$0,1,n-1), substr($$0,n+2)}' $(MAKEFILE_LIST)
+
+## build: build the commands into ./bin (cgo on, for the journal)
+.PHONY: build
+build:
+	$(GO) build -o $(BIN)/ ./cmd/...
+
+## run: the main job in the foreground on this machine (see README: until the live detector lands it replays the bundled real captures)
+.PHONY: run
+run: build
+	@echo "pidpressure: the live detector ('pidpressure watch') is not built yet; replaying the bundled real captures instead."
+	@echo "--- journal entries captured from real failing programs (testdata/journal/capture-failures.json)"
+	$(BIN)/pidpressure replay --format journal-json testdata/journal/capture-failures.json
+	@echo "--- kernel records captured from /dev/kmsg (testdata/kmsg/pids-fork-rejected.txt)"
+	$(BIN)/pidpressure replay --format kmsg testdata/kmsg/pids-fork-rejected.txt
+
+## test: every test — unit, live-host and end-to-end — with the race detector
+.PHONY: test
+test:
+	$(GO) test -race -count=1 ./...
+
+## test-short: the quick loop: unit tests only (-short skips live-host tests)
+.PHONY: test-short
+test-short:
+	$(GO) test -short -count=1 ./...
+
+## bench: the benchmarks with their baselines (see docs/benchmarks.md)
+.PHONY: bench
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./internal/signature/
+
+## fuzz: run each fuzz target for FUZZTIME (default 15s)
+.PHONY: fuzz
+fuzz:
+	@set -e; for spec in \
+	  internal/signature:FuzzMatch internal/kmsg:FuzzParseRecord \
+	  internal/journal:FuzzExportReader internal/journal:FuzzJSONReader \
+	  internal/replay:FuzzReplay internal/logline:FuzzSanitize; do \
+	  pkg=$${spec%%:*}; fn=$${spec##*:}; \
+	  echo "== $$pkg $$fn"; $(GO) test ./$$pkg -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME); \
+	done
+
+$(LINT):
+	@mkdir -p $(CACHE)/bin
+	GOBIN=$(CACHE)/bin $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(LINT_VERSION)
+	mv $(CACHE)/bin/golangci-lint $@
+
+## lint: golangci-lint (built from the module proxy and cached under ~/.cache/pidpressure)
+.PHONY: lint
+lint: $(LINT)
+	$(LINT) run ./...
+
+## fmt: gofmt and goimports with the project's local prefix
+.PHONY: fmt
+fmt: $(LINT)
+	$(LINT) fmt ./...
+
+## update: rewrite golden files
+.PHONY: update
+update:
+	$(GO) test ./internal/replay/ ./cmd/... -run Golden -update
+
+## verify: update goldens, tidy modules and format, then fail if anything changed
+.PHONY: verify
+verify: update fmt
+	$(GO) mod tidy
+	git diff --exit-code
+
+## vet-arm64: vet for linux/arm64 (cgo off) so nothing amd64-only slips in
+.PHONY: vet-arm64
+vet-arm64:
+	CGO_ENABLED=0 GOARCH=arm64 $(GO) vet ./...
+
+## clean: remove ./bin
+.PHONY: clean
+clean:
+	rm -rf $(BIN)

@@ -1,0 +1,111 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func runCLI(t *testing.T, stdin string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code = run(context.Background(), args, strings.NewReader(stdin), &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+func TestReplayStdin(t *testing.T) {
+	t.Parallel()
+	code, out, errOut := runCLI(t, "ok\nbash: fork: retry: Resource temporarily unavailable\n", "replay", "--all", "-o", "jsonl", "-")
+	if code != exitOK {
+		t.Fatalf("exit %d, stderr %q", code, errOut)
+	}
+	var objs []map[string]any
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatalf("%q: %v", l, err)
+		}
+		objs = append(objs, m)
+	}
+	if len(objs) != 2 || objs[0]["line"] != 1.0 || objs[0]["match"] != false ||
+		objs[1]["signature"] != "ShellForkRetry" || objs[1]["family"] != "shell" || objs[1]["class"] != "process" {
+		t.Errorf("output %v", objs)
+	}
+	if !strings.Contains(errOut, "2 records, 1 matches") {
+		t.Errorf("summary %q", errOut)
+	}
+}
+
+func TestReplayFileFormats(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		format, file string
+		wantMatches  string
+	}{
+		{"journal-json", "journal/capture-failures.json", "25 matches"},
+		{"journal-export", "journal/capture-failures.export", "25 matches"},
+		{"kmsg", "kmsg/pids-fork-rejected.txt", "3 matches"},
+		{"lines", "captured/javathreads.txt", "3 matches"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.format, func(t *testing.T) {
+			t.Parallel()
+			code, out, errOut := runCLI(t, "", "replay", "--format", tt.format, filepath.Join("..", "..", "testdata", tt.file))
+			if code != exitOK || !strings.Contains(errOut, tt.wantMatches) || !strings.HasPrefix(out, "RECORD") {
+				t.Errorf("exit %d, stderr %q, stdout:\n%s", code, errOut, out)
+			}
+		})
+	}
+}
+
+func TestReplayErrors(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	unreadable := filepath.Join(dir, "secret.log")
+	if err := os.WriteFile(unreadable, []byte("x\n"), 0o000); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name     string
+		args     []string
+		wantCode int
+		wantErr  string
+	}{
+		{"missing file", []string{"replay", filepath.Join(dir, "nope.log")}, exitError, "no such file or directory"},
+		{"directory", []string{"replay", dir}, exitError, "is a directory"},
+		{"unknown format", []string{"replay", "--format", "syslog", "-"}, exitUsage, `unknown format "syslog"`},
+		{"unknown output", []string{"replay", "-o", "yaml", "-"}, exitUsage, `unknown output "yaml"`},
+		{"unknown flag", []string{"replay", "--colour", "-"}, exitUsage, "unknown flag"},
+		{"no file", []string{"replay"}, exitUsage, "accepts 1 arg"},
+		{"bad max", []string{"replay", "--max-record-bytes", "0", "-"}, exitUsage, "must be positive"},
+	}
+	if os.Geteuid() != 0 { // root reads mode-000 files
+		tests = append(tests, struct {
+			name     string
+			args     []string
+			wantCode int
+			wantErr  string
+		}{"no permission", []string{"replay", unreadable}, exitError, "permission denied"})
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			code, _, errOut := runCLI(t, "", tt.args...)
+			if code != tt.wantCode || !strings.Contains(errOut, tt.wantErr) {
+				t.Errorf("exit %d (want %d), stderr %q (want %q)", code, tt.wantCode, errOut, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestVersion(t *testing.T) {
+	t.Parallel()
+	code, out, _ := runCLI(t, "", "version")
+	if code != exitOK || !strings.HasPrefix(out, "pidpressure ") {
+		t.Errorf("exit %d, %q", code, out)
+	}
+}
