@@ -120,6 +120,7 @@ func Run(ctx context.Context, m *signature.Matcher, d Decoder, w io.Writer, opt 
 	default:
 		return s, fmt.Errorf("unknown output %q", opt.Output)
 	}
+	stream := m.NewStream()
 	for {
 		if err := ctx.Err(); err != nil {
 			return s, errors.Join(err, flush())
@@ -141,7 +142,7 @@ func Run(ctx context.Context, m *signature.Matcher, d Decoder, w io.Writer, opt 
 			return s, errors.Join(fmt.Errorf("reading record %d: %w", n+1, err), flush())
 		}
 		s.Records++
-		h, ok := m.Match(l)
+		h, ok := stream.Match(l)
 		if !ok {
 			if opt.All {
 				if err := emit(Result{Line: n}, l); err != nil {

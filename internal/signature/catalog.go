@@ -118,6 +118,13 @@ var builtin = []Rule{
 		Reject:  `at interpreter shutdown`,
 	},
 
+	{
+		ID: "PythonForkFailed", Family: "python", Class: ClassProcess, Strength: Definitive, ErrnoDecides: true,
+		Anchors: []string{"[errno 11]", "[errno 12]"},
+		Pattern: `(?:^|[\s\]])(?:[\w.]+\.)?(?:OSError|BlockingIOError|IOError|error)(?:\(\d+\))?: \[errno (?P<errno>1[12])\]`,
+		After:   `\b(?:os\.fork|os\.forkpty|_?fork_exec|posix_spawnp?|os\.spawn\w*|_execute_child|popen_fork\.py|forking\.py)\b`,
+	},
+
 	// Rust std::thread, tokio, rayon.
 	{
 		ID: "RustThreadSpawnFailed", Family: "rust", Class: ClassThread, Strength: Definitive, ErrnoDecides: true,
@@ -135,6 +142,11 @@ var builtin = []Rule{
 		ID: "NodeSpawnFailed", Family: "node", Class: ClassProcess, Strength: Definitive, ErrnoDecides: true,
 		Anchors: []string{"eagain", "enomem"},
 		Pattern: `\bspawn(?:sync)?(?: (?P<program>[^\s']+))? (?P<errtext>eagain|enomem)\b`,
+	},
+	{
+		ID: "NodeWorkerInitFailed", Family: "node", Class: ClassThread, Strength: Definitive, ErrnoDecides: true,
+		Anchors: []string{"err_worker_init_failed"},
+		Pattern: `err_worker_init_failed\]?:?[^\n]*?(?P<errtext>eagain|enomem|$)`,
 	},
 	{
 		ID: "NodeUVThreadCreateFailed", Family: "node", Class: ClassThread, Strength: Corroborate,
@@ -215,7 +227,7 @@ var builtin = []Rule{
 	{
 		ID: "OpenBLASNprocLimit", Family: "openblas", Class: ClassThread, Strength: Corroborate,
 		Anchors: []string{"blas_thread_init: rlimit_nproc"},
-		Pattern: `blas_thread_init: rlimit_nproc (?P<threads>\d+) current, (?P<limit>\d+) max`,
+		Pattern: `blas_thread_init: rlimit_nproc (?P<threads>-?\d+) current, (?P<limit>-?\d+) max`,
 	},
 	{
 		ID: "OpenMPThreadCreateFailed", Family: "openmp", Class: ClassThread, Strength: Corroborate, ErrnoDecides: true,
@@ -272,23 +284,28 @@ var builtin = []Rule{
 	{
 		ID: "ForkResourceUnavailable", Family: "libc", Class: ClassProcess, Strength: Definitive, ErrnoDecides: true, Generic: true,
 		Anchors: []string{"fork", "clone", "posix_spawn"},
-		Pattern: `\b(?:v?fork|clone3?|posix_spawnp?|forkpty|_?fork_exec|os\.fork)(?:\(\d?\))?(?:\s+(?:call\s+)?(?:failed|error))?(?:\s+with)?\s*[:=,-]?\s*(?:\(\d+\)\s*)?(?P<errtext>` + createErrText + `)`,
-		Reject:  `\bgit clone\b|cloning into|clone (?:of |the )?(?:repo|repository)`,
+		Pattern: `\b(?:v?fork|clone3?|posix_spawnp?|forkpty|_?fork_exec|os\.fork)(?:\(\d?\))?(?:\s+(?:call\s+)?(?:failed|error))?(?:\s+with)?\s*[:=,-]?\s*(?:\(\d+\)\s*)?(?P<errtext>` + createErrText + `)` +
+			`|(?P<errtext>` + createErrText + `)\s+(?:in|from|during|calling)\s+(?:v?fork|clone3?|posix_spawnp?)\b`,
+		Reject: `\bgit clone\b|cloning into|clone (?:of |the )?(?:repo|repository)`,
 	},
 	{
 		ID: "ForkFailed", Family: "libc", Class: ClassProcess, Strength: Definitive, ErrnoDecides: true, Generic: true,
 		Anchors: []string{"fork", "clone", "posix_spawn"},
-		Pattern: failVerb + `\s+(?:v?fork|clone|posix_spawnp?)\b|\b(?:v?fork|clone3?|posix_spawnp?)(?:\(\d?\))?\s+(?:call\s+)?(?:failed|failure|error)\b|\bforking (?:failed|error)\b`,
-		Reject:  `fork(?:ing)?\s+(?:the\s+|a\s+|this\s+|your\s+)?(?:repo|repository|project|branch)|\bfork (?:of|from)\b|\bgit clone\b|cloning into|clone\s+(?:of\s+|the\s+)?(?:repo|repository|volume|disk|vm|image|snapshot|pvc)`,
+		Pattern: failVerb + `\s+(?:v?fork|clone|posix_spawnp?)\b|\b(?:v?fork|clone3?|posix_spawnp?)(?:\(\d?\))?\s+(?:call\s+)?(?:failed|failure|error)\b|\bforking (?:failed|error)\b` +
+			`|\bfork(?:ing)?\s+(?:of\s+)?(?:a\s+|the\s+|new\s+)?(?:child|process|worker|subprocess|helper)(?:\s+process)?\s+(?:failed|failure|error)\b`,
+		Reject: `fork(?:ing)?\s+(?:of\s+|from\s+)?(?:the\s+|a\s+|this\s+|your\s+)?(?:upstream\s+|original\s+)?(?:repo|repository|project|branch)|\bgit clone\b|cloning into|clone\s+(?:of\s+|the\s+)?(?:repo|repository|volume|disk|vm|image|snapshot|pvc)`,
 	},
 	{
 		ID: "ThreadCreateFailed", Family: "libc", Class: ClassThread, Strength: Definitive, ErrnoDecides: true, Generic: true,
-		Anchors: []string{"thread"},
+		Anchors: append([]string{"thread", "out of resources", "out of system resources"}, eagainAnchors...),
 		Pattern: `\b(?:pthread_create|thrd_create|createthread|_beginthreadex|std::thread|clone\(clone_vm)\b(?:\(\))?[^\n]{0,80}?(?:\bfail|\berror|\bunable|\bcannot|\bcan't|\beagain|resource temporarily unavailable|cannot allocate memory|\berrno|\breturned \d+)` +
 			`|` + failVerb + `\s+(?:create|start|spawn|launch|allocate|make|initialize|init)\s+(?:(?:a|an|the|new|native|os|kernel|worker|more|additional|background|helper|service|entry|\w+)\s+){0,3}threads?\b` +
 			`|\bthreads?\s+(?:creation|create|start|startup|spawn(?:ing)?)\s*(?:has\s+)?(?:failed|failure|error)` +
 			`|\b(?:creating|spawning|starting)\s+(?:a\s+|new\s+|\w+\s+)?thread\s*(?:failed|:\s*` + createErrText + `)` +
-			`|\b(?:error|failure|failed)\b[^\n]{0,40}?\bpthread_create\b`,
+			`|\b(?:create|start|spawn|launch)\s+(?:(?:a|an|the|new|native|os|worker|background|\w+)\s+){0,3}threads?\s+(?:failed|failure|error)\b` +
+			`|` + failVerb + `\s+(?:create|start|spawn|launch)\s+(?:a\s+|an\s+|new\s+)?workers?\b[^\n]{0,40}?(?:out of (?:system )?resources|` + eagainText + `)` +
+			`|\b(?:error|failure|failed)\b[^\n]{0,40}?\bpthread_create\b` +
+			`|(?P<errtext>` + createErrText + `)\s+(?:in|from|during|calling)\s+(?:pthread_create|thrd_create|clone\(clone_vm|thread creation)\b`,
 		Reject: `thread[-_ ](?:safe|local|dump|specific)|\bjoin(?:ing)?\b[^\n]{0,20}thread|already started|at interpreter shutdown`,
 	},
 	{

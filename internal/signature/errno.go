@@ -113,12 +113,23 @@ func findErrno(msg, hint string) int {
 	if n := errnoFromText(lower); n != 0 {
 		return n
 	}
-	if m := errnoNumber.FindStringSubmatch(msg); m != nil {
-		if n, err := strconv.Atoi(m[1]); err == nil && n > 0 && n < 4096 {
+	// Several numbers can look like errnos ("Error 100: can't create Thread
+	// (11)": 100 is the application's code). A PID-exhaustion errno among
+	// them wins; otherwise the first.
+	first := 0
+	for _, m := range errnoNumber.FindAllStringSubmatch(msg, 8) {
+		n, err := strconv.Atoi(m[1])
+		if err != nil || n <= 0 || n >= 4096 {
+			continue
+		}
+		if n == errnoEAGAIN || n == errnoENOMEM {
 			return n
 		}
+		if first == 0 {
+			first = n
+		}
 	}
-	return 0
+	return first
 }
 
 func errnoFromText(lower string) int {

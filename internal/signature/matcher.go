@@ -3,6 +3,7 @@ package signature
 import (
 	"errors"
 	"fmt"
+	"regexp"
 	"strconv"
 	"strings"
 	"unsafe"
@@ -129,7 +130,25 @@ func (m *Matcher) Match(l logline.Line) (Hit, bool) {
 }
 
 // MatchString matches a bare message; the hit's Trust is [logline.TrustNone].
-func (m *Matcher) MatchString(msg string) (Hit, bool) {
+// Rules that need context ([Rule.After]) do not match; see [Stream].
+func (m *Matcher) MatchString(msg string) (Hit, bool) { return m.MatchAfter(msg, nil) }
+
+// MatchAfter matches msg given prev, the previous messages of the same stream
+// (oldest first), which rules with [Rule.After] consult.
+func (m *Matcher) MatchAfter(msg string, prev []string) (Hit, bool) {
+	var h *history
+	if len(prev) > 0 {
+		h = &history{}
+		for _, p := range prev[max(0, len(prev)-ContextLines):] {
+			h.push(p)
+		}
+	}
+	return m.match(msg, h)
+}
+
+// match is MatchAfter with the context as a history, read only by rules
+// that need it.
+func (m *Matcher) match(msg string, prev *history) (Hit, bool) {
 	var found anchorSet
 	if !m.scan(msg, &found) {
 		return Hit{}, false
@@ -138,7 +157,7 @@ func (m *Matcher) MatchString(msg string) (Hit, bool) {
 		if !found.intersects(&m.masks[i]) {
 			continue
 		}
-		if h, ok := m.rules[i].confirm(msg); ok {
+		if h, ok := m.rules[i].confirm(msg, prev); ok {
 			h.Trust = logline.TrustNone
 			return h, true
 		}
@@ -163,13 +182,17 @@ func (m *Matcher) scan(msg string, found *anchorSet) bool {
 	return any
 }
 
-// confirm runs the rule's expressions over msg and extracts the fields.
-func (c *compiled) confirm(msg string) (Hit, bool) {
+// confirm runs the rule's expressions over msg (and prev, for a rule that
+// needs context; nil means none) and extracts the fields.
+func (c *compiled) confirm(msg string, prev *history) (Hit, bool) {
 	sm := c.re.FindStringSubmatchIndex(msg)
 	if sm == nil {
 		return Hit{}, false
 	}
 	if c.reject != nil && c.reject.MatchString(msg) {
+		return Hit{}, false
+	}
+	if c.after != nil && (prev == nil || !anyMatch(c.after, prev.ordered())) {
 		return Hit{}, false
 	}
 	group := func(gs []int) string {
@@ -211,6 +234,15 @@ func (c *compiled) confirm(msg string) (Hit, bool) {
 		Kernel:    c.Kernel,
 		Fields:    f,
 	}, true
+}
+
+func anyMatch(re *regexp.Regexp, lines []string) bool {
+	for _, l := range lines {
+		if re.MatchString(l) {
+			return true
+		}
+	}
+	return false
 }
 
 func atoi(s string) int {

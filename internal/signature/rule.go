@@ -53,6 +53,12 @@ type Rule struct {
 	// Reject, when set, is an RE2 expression (case-insensitive) for
 	// look-alikes: a line that matches it is not this signature.
 	Reject string `json:"reject,omitempty"`
+	// After, when set, is an RE2 expression (case-insensitive) that one of the
+	// previous lines of the same stream must match: the line alone is
+	// ambiguous and its context decides (a Python traceback's last line is a
+	// fork failure only below a frame that forks). Such a rule never matches
+	// a line seen without context.
+	After string `json:"after,omitempty"`
 	// Kernel marks a message only the kernel writes; from any other known
 	// origin it is a forgery.
 	Kernel bool `json:"kernel,omitempty"`
@@ -87,6 +93,7 @@ type compiled struct {
 	Rule
 	re     *regexp.Regexp
 	reject *regexp.Regexp
+	after  *regexp.Regexp
 	// groups indexes the submatch slice by field name; a name may be used by
 	// several alternatives of a pattern.
 	gThreads, gErrno, gErrtext, gCgroup, gProgram, gLimit []int
@@ -138,6 +145,13 @@ func compile(r Rule) (compiled, error) {
 			errs = append(errs, fmt.Errorf("reject: %w", err))
 		}
 		c.reject = rej
+	}
+	if r.After != "" {
+		after, err := regexp.Compile("(?i)" + r.After)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("after: %w", err))
+		}
+		c.after = after
 	}
 	if err := errors.Join(errs...); err != nil {
 		return compiled{}, fmt.Errorf("%w %s: %w", ErrRule, r.ID, err)
