@@ -18,5 +18,8 @@ func main() {
 		}
 		cmds = append(cmds, c)
 	}
-	for _, c := range cmds { c.Process.Kill(); c.Wait() }
+	for _, c := range cmds {
+		c.Process.Kill()
+		c.Wait()
+	}
 }

@@ -1,0 +1,141 @@
+package headroom
+
+import (
+	"fmt"
+	"path"
+	"strings"
+
+	"github.com/pidpressure/pidpressure/internal/hostfs"
+)
+
+// Layer names a layer that can refuse a fork.
+type Layer string
+
+// The layers, and "none" when no limit is identified.
+const (
+	LayerUser   Layer = "user"
+	LayerNode   Layer = "node"
+	LayerCgroup Layer = "cgroup"
+	LayerNone   Layer = "none"
+)
+
+// Origin is where a failure came from; any field may be unknown (0 or "").
+type Origin struct {
+	PID    int
+	Cgroup string
+}
+
+// Attribution says which limit refused (or is about to refuse) tasks for an
+// origin, with the numbers that prove it.
+type Attribution struct {
+	// Layer is the binding layer.
+	Layer Layer `json:"layer"`
+	// Limit names the limit: pid_max, threads_max, pids.max or RLIMIT_NPROC.
+	Limit string `json:"limit,omitempty"`
+	// Used and Max are the binding limit's numbers.
+	Used uint64 `json:"used"`
+	Max  uint64 `json:"max"`
+	// Cgroup is the binding cgroup, for the cgroup layer.
+	Cgroup *Cgroup `json:"cgroup,omitempty"`
+	// User is the user layer of the origin's process, when sampled.
+	User *User `json:"user,omitempty"`
+	// Node is the node layer at the time.
+	Node Node `json:"node"`
+	// Reason is a one-line explanation with the numbers.
+	Reason string `json:"reason"`
+}
+
+// NodeAtLimit reports whether the node layer is, for practical purposes, at
+// its limit: at most max(16, 1 %) tasks left. A fork that fails while this
+// holds is explained by the node.
+func NodeAtLimit(n Node) bool {
+	return n.Free() <= max(16, n.Limit/100)
+}
+
+// Attribute decides which limit binds for a failure from o, given the node
+// layer n and the pids hierarchies hs. It checks in the order the kernel's
+// copy_process() does, so that when several limits are exhausted the one
+// that actually refused the fork is named: RLIMIT_NPROC of the caller, then
+// kernel.threads-max, then the pids cgroups from the caller's cgroup up, then
+// kernel.pid_max (alloc_pid).
+func Attribute(root hostfs.Root, n Node, hs []Hierarchy, o Origin) Attribution {
+	a := Attribution{Layer: LayerNone, Node: n}
+	if o.PID > 0 {
+		if u, err := UserOf(root, o.PID, nil); err == nil {
+			a.User = &u
+			if u.AtLimit {
+				a.Layer, a.Limit, a.Used, a.Max = LayerUser, "RLIMIT_NPROC", u.Tasks, u.Soft.Value
+				a.Reason = fmt.Sprintf("uid %d has %d tasks, RLIMIT_NPROC of pid %d is %d", u.UID, u.Tasks, o.PID, u.Soft.Value)
+				return a
+			}
+		}
+	}
+	if n.Binding == BindingThreadsMax && NodeAtLimit(n) {
+		a.Layer, a.Limit, a.Used, a.Max = LayerNode, string(BindingThreadsMax), n.Tasks, n.ThreadsMax
+		a.Reason = fmt.Sprintf("node tasks %d of %d usable, binding limit kernel.threads-max=%d", n.Tasks, n.Limit, n.ThreadsMax)
+		return a
+	}
+	if c := bindingCgroup(root, hs, o); c != nil {
+		a.Layer, a.Limit, a.Used, a.Max, a.Cgroup = LayerCgroup, "pids.max", c.Current, c.Max.Value, c
+		a.Reason = fmt.Sprintf("cgroup %s has %d tasks of pids.max %d (%d forks refused)", c.Path, c.Current, c.Max.Value, c.Rejected)
+		return a
+	}
+	if NodeAtLimit(n) {
+		a.Layer, a.Limit, a.Used, a.Max = LayerNode, string(n.Binding), n.Tasks, n.Limit
+		a.Reason = fmt.Sprintf("node tasks %d of %d usable, binding limit %s=%d", n.Tasks, n.Limit, n.Binding.Sysctl(), n.ThreadsMax)
+		if n.Binding == BindingPIDMax {
+			a.Reason = fmt.Sprintf("node tasks %d of %d usable, binding limit kernel.pid_max=%d", n.Tasks, n.Limit, n.PIDMax)
+		}
+		return a
+	}
+	a.Reason = fmt.Sprintf("no limit at its maximum: node tasks %d of %d usable (%.1f %%, %d free, %s binds first); no pids cgroup or RLIMIT_NPROC at its limit. A failure now is not explained by a PID limit: thread-stack memory or vm.max_map_count can also make fork and pthread_create fail with EAGAIN",
+		n.Tasks, n.Limit, n.UsedPercent, n.Free(), n.Binding.Sysctl())
+	return a
+}
+
+// bindingCgroup walks from the origin's cgroup to the root of each
+// hierarchy and returns the cgroup at its limit, if any (the deepest).
+func bindingCgroup(root hostfs.Root, hs []Hierarchy, o Origin) *Cgroup {
+	for _, h := range hs {
+		p := o.Cgroup
+		if p == "" && o.PID > 0 {
+			if cp, err := CgroupOf(root, o.PID, h.Version); err == nil {
+				p = cp
+			}
+		}
+		if p == "" {
+			continue
+		}
+		for p = path.Clean("/" + p); ; p = path.Dir(p) {
+			if p != "/" {
+				if c, err := ReadCgroup(h, p); err == nil && c.AtLimit {
+					c.Kind = kindOf(p)
+					c.Pod = PodOfPath(root, p)
+					return &c
+				}
+			}
+			if p == "/" {
+				break
+			}
+		}
+	}
+	return nil
+}
+
+// kindOf guesses what a cgroup path is.
+func kindOf(p string) string {
+	base := path.Base(p)
+	switch {
+	case strings.HasSuffix(base, ".service"):
+		return "unit"
+	case base == "kubepods" || base == "kubepods.slice":
+		return "kubepods"
+	case isQoS(base):
+		return "qos"
+	case podDir.MatchString(base):
+		return "pod"
+	case strings.Contains(p, "pod") && (strings.HasSuffix(base, ".scope") || len(base) == 64):
+		return "container"
+	}
+	return "named"
+}

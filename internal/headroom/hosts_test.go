@@ -1,0 +1,206 @@
+package headroom
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/pidpressure/pidpressure/internal/hostfs"
+)
+
+// These tests read the fake host trees under testdata/hosts: layouts this
+// machine cannot have (cgroup v2 pod hierarchies of both kubelet drivers,
+// nodes near their limits, a nested PID namespace). Each tree's README says
+// where its layout comes from.
+func host(name string) hostfs.Root {
+	return hostfs.New(filepath.Join("..", "..", "testdata", "hosts", name))
+}
+
+func cgroupByPath(t *testing.T, d Diagnosis, suffix string) Cgroup {
+	t.Helper()
+	for _, c := range d.Cgroups {
+		if strings.HasSuffix(c.Path, suffix) {
+			return c
+		}
+	}
+	t.Fatalf("no cgroup ending in %s among %d", suffix, len(d.Cgroups))
+	return Cgroup{}
+}
+
+func hasFinding(d Diagnosis, check string) bool {
+	for _, f := range d.Audit {
+		if f.Check == check {
+			return true
+		}
+	}
+	return false
+}
+
+func TestHostCgroupV2SystemdPodAtLimit(t *testing.T) {
+	t.Parallel()
+	d, err := Diagnose(host("cgroupv2-systemd-pod-at-limit"), DiagnoseOptions{})
+	if err != nil {
+		t.Fatalf("Diagnose() error = %v", err)
+	}
+	if len(d.Hierarchies) != 1 || d.Hierarchies[0].Version != 2 {
+		t.Errorf("hierarchies = %+v, want one v2", d.Hierarchies)
+	}
+	pod := cgroupByPath(t, d, "kubepods-burstable-pod0f3e1a2b_4c5d_4e6f_8a9b_0c1d2e3f4a5b.slice")
+	if pod.Kind != "pod" || !pod.AtLimit || pod.Rejected != 3187 || pod.Max != Finite(1024) || pod.Peak == nil || *pod.Peak != 1024 {
+		t.Errorf("pod cgroup = %+v", pod)
+	}
+	if pod.Pod == nil || pod.Pod.Namespace != "payments" || pod.Pod.Name != "api-7d9f8-x2x4z" {
+		t.Errorf("pod identity = %+v", pod.Pod)
+	}
+	ctr := cgroupByPath(t, d, "cri-containerd-3f4e5d6c7b8a99aabbccddeeff00112233445566778899aabbccddeeff001122.scope")
+	if ctr.Kind != "container" || ctr.Pod == nil || ctr.Pod.Name != "api-7d9f8-x2x4z" || ctr.AtLimit {
+		t.Errorf("container cgroup = %+v", ctr)
+	}
+	kp := cgroupByPath(t, d, "/kubepods.slice")
+	if kp.Kind != "kubepods" || !kp.Max.Unlimited {
+		t.Errorf("kubepods = %+v", kp)
+	}
+	unit := cgroupByPath(t, d, "kubelet.service")
+	if unit.Kind != "unit" || unit.Unit != "kubelet.service" || unit.Max != Finite(1000) {
+		t.Errorf("kubelet unit = %+v", unit)
+	}
+	if d.Attribution.Layer != LayerCgroup || d.Attribution.Cgroup == nil || d.Attribution.Cgroup.Kind != "pod" {
+		t.Errorf("attribution = %+v", d.Attribution)
+	}
+	if d.Scan.Zombies != 3 || len(d.Scan.ZombieParents) != 1 || d.Scan.ZombieParents[0].PID != 4090 ||
+		d.Scan.ZombieParents[0].Comm != "tini" || d.Scan.ZombieParents[0].Pod == nil {
+		t.Errorf("zombies = %d, parents %+v", d.Scan.Zombies, d.Scan.ZombieParents)
+	}
+	for _, check := range []string{"UnitTasksMaxFinite", "PodsUnlimited", "PIDEvictionThresholdUnset"} {
+		if !hasFinding(d, check) {
+			t.Errorf("audit lacks %s: %+v", check, d.Audit)
+		}
+	}
+	if f := findingOf(d, "ThreadsMaxBinding"); f == nil || f.Severity != SeverityInfo {
+		t.Errorf("threads-max 3091057 binding: finding %+v, want info", f)
+	}
+	for _, check := range []string{"PIDMaxLow", "PodPidsLimitUnset"} {
+		if hasFinding(d, check) {
+			t.Errorf("audit has %s but the host does not warrant it", check)
+		}
+	}
+}
+
+func TestHostCgroupV1Cgroupfs(t *testing.T) {
+	t.Parallel()
+	d, err := Diagnose(host("cgroupv1-cgroupfs"), DiagnoseOptions{})
+	if err != nil {
+		t.Fatalf("Diagnose() error = %v", err)
+	}
+	pod := cgroupByPath(t, d, "/kubepods/burstable/pod0f3e1a2b-4c5d-4e6f-8a9b-0c1d2e3f4a5b")
+	if pod.Version != 1 || pod.Kind != "pod" || pod.Pod == nil || pod.Pod.Name != "api-7d9f8-x2x4z" || pod.Peak != nil {
+		t.Errorf("pod = %+v", pod)
+	}
+	docker := cgroupByPath(t, d, "docker.service")
+	if docker.Max != Finite(4915) || !hasFinding(d, "UnitTasksMaxFinite") {
+		t.Errorf("docker.service = %+v, audit %+v", docker, d.Audit)
+	}
+	if !hasFinding(d, "PIDMaxLow") || !hasFinding(d, "KubeletConfigUnreadable") {
+		t.Errorf("audit = %+v", d.Audit)
+	}
+	u, err := UserOf(host("cgroupv1-cgroupfs"), 2210, nil)
+	if err != nil || u.Comm != "dockerd" || u.Tasks != 41 || !u.Exempt || u.AtLimit {
+		t.Errorf("UserOf(2210) = %+v, %v", u, err)
+	}
+}
+
+func TestHostHybridNoPidsController(t *testing.T) {
+	t.Parallel()
+	root := host("hybrid-no-pids-controller")
+	if _, err := Hierarchies(root); !errors.Is(err, ErrNotSupported) {
+		t.Errorf("Hierarchies() error = %v, want ErrNotSupported", err)
+	}
+	d, err := Diagnose(root, DiagnoseOptions{})
+	if !errors.Is(err, ErrNotSupported) {
+		t.Errorf("Diagnose() error = %v, want one wrapping ErrNotSupported", err)
+	}
+	if d.Node.PIDMax != 4194304 || d.Node.Tasks != 640 || len(d.Errors) == 0 {
+		t.Errorf("node layer must still be reported: %+v, errors %v", d.Node, d.Errors)
+	}
+	// Without the controller, a cgroup is counted from its task list.
+	c, err := ReadCgroup(Hierarchy{Version: 1, Dir: root.SysPath("fs", "cgroup", "systemd")}, "/system.slice/kubelet.service")
+	if err != nil || !c.Estimated || c.Current != 3 || !c.Max.Unlimited {
+		t.Errorf("estimated cgroup = %+v, %v", c, err)
+	}
+}
+
+func TestHostIncident(t *testing.T) {
+	t.Parallel()
+	d, err := Diagnose(host("pidmax-97pct"), DiagnoseOptions{PID: 3124})
+	if err != nil {
+		t.Fatalf("Diagnose() error = %v", err)
+	}
+	n := d.Node
+	if n.PIDMax != 32768 || n.Tasks != 31616 || n.Binding != BindingPIDMax || n.Limit != 32468 || n.Free() != 852 {
+		t.Errorf("node = %+v", n)
+	}
+	if d.User == nil || d.User.Soft != Finite(249047) || d.User.AtLimit {
+		t.Errorf("kubelet's user layer = %+v: ulimit -u is not the binding limit", d.User)
+	}
+	f := findingOf(d, "PIDMaxLow")
+	if f == nil || f.Severity != SeverityCritical || !strings.Contains(f.Remedy, "raise kernel.pid_max (now 32768) to 4194304") {
+		t.Errorf("PIDMaxLow finding = %+v", f)
+	}
+	// At 852 free the node is not yet at its limit; with 20 free it is.
+	n.Tasks = n.Limit - 20
+	a := Attribute(host("pidmax-97pct"), n, d.Hierarchies, Origin{PID: 3124})
+	if a.Layer != LayerNode || a.Limit != "pid_max" || !strings.Contains(a.Reason, "kernel.pid_max=32768") {
+		t.Errorf("attribution at the limit = %+v", a)
+	}
+}
+
+func findingOf(d Diagnosis, check string) *Finding {
+	for i := range d.Audit {
+		if d.Audit[i].Check == check {
+			return &d.Audit[i]
+		}
+	}
+	return nil
+}
+
+func TestHostThreadsMaxBinding(t *testing.T) {
+	t.Parallel()
+	d, err := Diagnose(host("threads-max-binding"), DiagnoseOptions{})
+	if err != nil {
+		t.Fatalf("Diagnose() error = %v", err)
+	}
+	if d.Node.Binding != BindingThreadsMax || d.Node.Limit != 20000 || d.Node.Free() != 50 {
+		t.Errorf("node = %+v", d.Node)
+	}
+	if f := findingOf(d, "ThreadsMaxBinding"); f == nil || f.Severity != SeverityWarning {
+		t.Errorf("threads-max 20000 binding: finding %+v, want warning", f)
+	}
+	if d.Attribution.Layer != LayerNode || d.Attribution.Limit != "threads_max" {
+		t.Errorf("attribution %+v, audit %+v", d.Attribution, d.Audit)
+	}
+}
+
+func TestHostNestedNamespace(t *testing.T) {
+	t.Parallel()
+	d, err := Diagnose(host("nested-pid-namespace"), DiagnoseOptions{})
+	if err != nil && !errors.Is(err, ErrNotSupported) {
+		t.Fatalf("Diagnose() error = %v", err)
+	}
+	n := d.Node
+	if n.Namespace != "nested" || n.TasksSource != "proc" || n.Tasks != 388 || n.LowTasks != 298 || n.PIDMax != 400 || n.Limit != 398 {
+		t.Errorf("node = %+v", n)
+	}
+	if !hasFinding(d, "NotHostPIDNamespace") {
+		t.Errorf("audit lacks NotHostPIDNamespace: %+v", d.Audit)
+	}
+}
+
+func TestMissingHost(t *testing.T) {
+	t.Parallel()
+	_, err := Diagnose(hostfs.New(t.TempDir()), DiagnoseOptions{})
+	if !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("Diagnose(empty root) error = %v, want not-exist", err)
+	}
+}
