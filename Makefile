@@ -39,10 +39,11 @@ test:
 test-short:
 	$(GO) test -short -count=1 ./...
 
-## bench: the benchmarks with their baselines (see docs/benchmarks.md)
+## bench: the benchmarks with their baselines (see docs/benchmarks.md); ThreadScaling adds 20,000 threads for a few seconds
 .PHONY: bench
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./internal/signature/
+	$(GO) test -run '^$$' -bench 'Matcher$$|NPDBaseline|RegexpList|NodeSample|Walk' -benchmem -count 1 ./internal/signature/ ./internal/headroom/
+	$(GO) test -run '^$$' -bench 'Ratios|ThreadScaling' -benchtime 1x -count 1 ./internal/signature/ ./internal/headroom/
 
 ## fuzz: run each fuzz target for FUZZTIME (default 15s)
 .PHONY: fuzz

@@ -116,7 +116,14 @@ func printDiagnosis(w io.Writer, d headroom.Diagnosis) error {
 	}
 	printf(&b, "\n")
 
-	printf(&b, "PROCESSES: %d processes, %d tasks, %d zombies (%d exited during the walk)\n", d.Scan.Processes, d.Scan.Tasks, d.Scan.Zombies, d.Scan.Skipped)
+	printf(&b, "PROCESSES: %d, tasks: %d, zombies: %d (%d exited during the walk)\n", d.Scan.Processes, d.Scan.Tasks, d.Scan.Zombies, d.Scan.Skipped)
+	if len(d.Scan.TopUsers) > 0 {
+		var us []string
+		for _, u := range d.Scan.TopUsers {
+			us = append(us, fmt.Sprintf("uid %d: %d", u.UID, u.Tasks))
+		}
+		printf(&b, "  tasks by user: %s\n", strings.Join(us, ", "))
+	}
 	for _, z := range d.Scan.ZombieParents {
 		printf(&b, "  %d zombies held by pid %d (%s) in %s %s\n", z.Zombies, z.PID, dashIfEmpty(z.Comm), dashIfEmpty(z.Cgroup), z.Pod.String())
 	}

@@ -148,11 +148,15 @@ func TestHostIncident(t *testing.T) {
 	if f == nil || f.Severity != SeverityCritical || !strings.Contains(f.Remedy, "raise kernel.pid_max (now 32768) to 4194304") {
 		t.Errorf("PIDMaxLow finding = %+v", f)
 	}
-	// At 852 free the node is not yet at its limit; with 20 free it is.
-	n.Tasks = n.Limit - 20
-	a := Attribute(host("pidmax-97pct"), n, d.Hierarchies, Origin{PID: 3124})
-	if a.Layer != LayerNode || a.Limit != "pid_max" || !strings.Contains(a.Reason, "kernel.pid_max=32768") {
-		t.Errorf("attribution at the limit = %+v", a)
+	// With 852 free (2.6 %) a refused fork is the node's: pid_max binds.
+	if a := d.Attribution; a.Layer != LayerNode || a.Limit != "pid_max" || !strings.Contains(a.Reason, "kernel.pid_max=32768") {
+		t.Errorf("attribution at 97 %% = %+v", a)
+	}
+	// With 10 % free it is not: the limit is not identified.
+	n.Tasks = n.Limit - n.Limit/10
+	n.UsedPercent = 90
+	if a := Attribute(host("pidmax-97pct"), n, d.Hierarchies, Origin{PID: 3124}); a.Layer != LayerNone {
+		t.Errorf("attribution at 90 %% = %+v, want none", a)
 	}
 }
 

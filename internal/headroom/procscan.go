@@ -23,6 +23,14 @@ type Scan struct {
 	Zombies uint64 `json:"zombies"`
 	// ZombieParents are the parents holding zombies, most first.
 	ZombieParents []ZombieParent `json:"zombie_parents"`
+	// TopUsers are the real UIDs with the most tasks, most first (at most 5).
+	TopUsers []UserTasks `json:"top_users"`
+}
+
+// UserTasks is a real UID's task count.
+type UserTasks struct {
+	UID   int    `json:"uid"`
+	Tasks uint64 `json:"tasks"`
 }
 
 // ZombieParent is a process that has not reaped its dead children.
@@ -150,6 +158,16 @@ func Walk(root hostfs.Root, topParents int) (Scan, error) {
 	})
 	if len(s.ZombieParents) > topParents {
 		s.ZombieParents = s.ZombieParents[:topParents]
+	}
+	for uid, n := range s.TasksByUID {
+		s.TopUsers = append(s.TopUsers, UserTasks{UID: uid, Tasks: n})
+	}
+	sort.Slice(s.TopUsers, func(i, j int) bool {
+		a, b := s.TopUsers[i], s.TopUsers[j]
+		return a.Tasks > b.Tasks || (a.Tasks == b.Tasks && a.UID < b.UID)
+	})
+	if len(s.TopUsers) > 5 {
+		s.TopUsers = s.TopUsers[:5]
 	}
 	for i := range s.ZombieParents {
 		zp := &s.ZombieParents[i]
