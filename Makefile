@@ -51,7 +51,7 @@ fuzz:
 	@set -e; for spec in \
 	  internal/signature:FuzzMatch internal/kmsg:FuzzParseRecord \
 	  internal/journal:FuzzExportReader internal/journal:FuzzJSONReader \
-	  internal/replay:FuzzReplay internal/logline:FuzzSanitize; do \
+	  internal/replay:FuzzReplay internal/logline:FuzzSanitize internal/headroom:FuzzParseCgroupFile; do \
 	  pkg=$${spec%%:*}; fn=$${spec##*:}; \
 	  echo "== $$pkg $$fn"; $(GO) test ./$$pkg -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME); \
 	done

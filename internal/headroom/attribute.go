@@ -2,7 +2,9 @@ package headroom
 
 import (
 	"fmt"
+	"os"
 	"path"
+	"strconv"
 	"strings"
 
 	"github.com/pidpressure/pidpressure/internal/hostfs"
@@ -19,9 +21,12 @@ const (
 	LayerNone   Layer = "none"
 )
 
-// Origin is where a failure came from; any field may be unknown (0 or "").
+// Origin is where a failure came from; any field may be unknown (0, -1 for
+// UID, or ""). A PID that has exited since is common: the failing process
+// often dies of the failure.
 type Origin struct {
 	PID    int
+	UID    int
 	Cgroup string
 }
 
@@ -63,12 +68,18 @@ func NodeAtLimit(n Node) bool {
 // kernel.pid_max (alloc_pid).
 func Attribute(root hostfs.Root, n Node, hs []Hierarchy, o Origin) Attribution {
 	a := Attribution{Layer: LayerNone, Node: n}
-	if o.PID > 0 {
-		if u, err := UserOf(root, o.PID, nil); err == nil {
+	pid := o.PID
+	if o.UID > 0 && (pid <= 0 || !alive(root, pid)) {
+		// The process is gone: judge RLIMIT_NPROC by a live process of the
+		// same real UID (the limit is inherited, so usually the same).
+		pid = processOfUID(root, o.UID)
+	}
+	if pid > 0 {
+		if u, err := UserOf(root, pid, nil); err == nil {
 			a.User = &u
 			if u.AtLimit {
 				a.Layer, a.Limit, a.Used, a.Max = LayerUser, "RLIMIT_NPROC", u.Tasks, u.Soft.Value
-				a.Reason = fmt.Sprintf("uid %d has %d tasks, RLIMIT_NPROC of pid %d is %d", u.UID, u.Tasks, o.PID, u.Soft.Value)
+				a.Reason = fmt.Sprintf("uid %d has %d tasks, RLIMIT_NPROC of pid %d is %d", u.UID, u.Tasks, pid, u.Soft.Value)
 				return a
 			}
 		}
@@ -94,6 +105,33 @@ func Attribute(root hostfs.Root, n Node, hs []Hierarchy, o Origin) Attribution {
 	a.Reason = fmt.Sprintf("no limit at its maximum: node tasks %d of %d usable (%.1f %%, %d free, %s binds first); no pids cgroup or RLIMIT_NPROC at its limit. A failure now is not explained by a PID limit: thread-stack memory or vm.max_map_count can also make fork and pthread_create fail with EAGAIN",
 		n.Tasks, n.Limit, n.UsedPercent, n.Free(), n.Binding.Sysctl())
 	return a
+}
+
+func alive(root hostfs.Root, pid int) bool {
+	_, err := os.Stat(root.ProcPath(strconv.Itoa(pid)))
+	return err == nil
+}
+
+// processOfUID returns a live process whose real UID is uid, or 0.
+func processOfUID(root hostfs.Root, uid int) int {
+	entries, err := os.ReadDir(root.Proc)
+	if err != nil {
+		return 0
+	}
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := hostfs.ReadSmall(root.ProcPath(e.Name(), "status"))
+		if err != nil {
+			continue
+		}
+		if st, err := parseStatus(b); err == nil && st.uid == uid {
+			return pid
+		}
+	}
+	return 0
 }
 
 // bindingCgroup walks from the origin's cgroup to the root of each

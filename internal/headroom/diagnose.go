@@ -108,7 +108,7 @@ func Diagnose(root hostfs.Root, opt DiagnoseOptions) (Diagnosis, error) {
 		errs = append(errs, err)
 	}
 	d.Scan = scan
-	origin := Origin{PID: opt.PID}
+	origin := Origin{PID: opt.PID, UID: -1}
 	if opt.PID > 0 {
 		u, err := UserOf(root, opt.PID, &scan)
 		if err != nil {

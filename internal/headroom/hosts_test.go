@@ -208,3 +208,45 @@ func TestMissingHost(t *testing.T) {
 		t.Errorf("Diagnose(empty root) error = %v, want not-exist", err)
 	}
 }
+
+// TestAttributeUser: a failure from a UID at its RLIMIT_NPROC names the
+// user layer, also when the failing PID has exited (judged by a live
+// process of the same UID). Built inline: a node with room, uid 1000 at 3 of 3.
+func TestAttributeUser(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	write := func(name, content string) {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("proc/77/status", "Name:\tworker\nState:\tS (sleeping)\nPPid:\t1\nUid:\t1000\t1000\t1000\t1000\nThreads:\t3\n")
+	write("proc/77/limits", "Max processes             3                    3                    processes\n")
+	write("proc/78/status", "Name:\troot-thing\nState:\tS (sleeping)\nPPid:\t1\nUid:\t0\t0\t0\t0\nThreads:\t1\n")
+	root := hostfs.New(dir)
+	n := Node{Tasks: 4, PIDMax: 4194304, ThreadsMax: 100000, LastPID: 80}
+	n.derive()
+	tests := []struct {
+		name string
+		o    Origin
+		want Layer
+	}{
+		{name: "live pid", o: Origin{PID: 77, UID: -1}, want: LayerUser},
+		{name: "pid gone, uid known", o: Origin{PID: 4242, UID: 1000}, want: LayerUser},
+		{name: "root is exempt", o: Origin{PID: 78, UID: 0}, want: LayerNone},
+		{name: "nothing known", o: Origin{UID: -1}, want: LayerNone},
+	}
+	for _, tt := range tests {
+		a := Attribute(root, n, nil, tt.o)
+		if a.Layer != tt.want {
+			t.Errorf("%s: layer %s (%s), want %s", tt.name, a.Layer, a.Reason, tt.want)
+		}
+		if tt.want == LayerUser && (a.Limit != "RLIMIT_NPROC" || a.Used != 3 || a.Max != 3) {
+			t.Errorf("%s: %+v", tt.name, a)
+		}
+	}
+}
