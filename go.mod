@@ -7,7 +7,7 @@ require (
 	github.com/spf13/cobra v1.10.2
 )
 
-require github.com/coreos/go-systemd/v22 v22.7.0 // indirect
+require github.com/coreos/go-systemd/v22 v22.7.0
 
 require (
 	github.com/google/go-cmp v0.7.0

@@ -1,0 +1,154 @@
+// Package journaltest runs a real, standalone systemd-journald for tests on
+// a machine where PID 1 is not systemd, and writes entries to it.
+//
+// Test packages share one journald: each holds a shared lock on a lock file
+// while it runs; the package that starts journald records its PID, and the
+// last package to finish (the one that gets the lock exclusively) stops it by
+// that PID. A journald that was already running is never stopped.
+package journaltest
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Paths of the system journald.
+const (
+	Binary   = "/lib/systemd/systemd-journald"
+	Socket   = "/run/systemd/journal/socket"
+	lockFile = "/run/pidpressure-test-journald.lock"
+	pidFile  = "/run/pidpressure-test-journald.pid"
+)
+
+// lock is held shared by this process while it uses journald.
+var lock *os.File //nolint:gochecknoglobals // one per test process, released by Release
+
+// Alive reports whether journald answers on its native socket.
+func Alive() bool {
+	c, err := net.Dial("unixgram", Socket)
+	if err != nil {
+		return false
+	}
+	_ = c.Close()
+	return true
+}
+
+// Ensure makes sure journald runs, starting it if needed, or skips the test
+// (not root, no journald binary, -short). Call Release from TestMain.
+func Ensure(t testing.TB) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("live journald test (skipped under -short)")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("starting journald needs root")
+	}
+	if _, err := os.Stat(Binary); err != nil {
+		t.Skipf("no %s: install the systemd package", Binary)
+	}
+	if lock == nil {
+		f, err := os.OpenFile(lockFile, os.O_CREATE|os.O_RDWR, 0o600)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH); err != nil {
+			t.Fatal(err)
+		}
+		lock = f
+	}
+	if Alive() {
+		return
+	}
+	if err := os.MkdirAll(filepath.Dir(Socket), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(Binary)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting journald: %v", err)
+	}
+	pid := cmd.Process.Pid
+	go func() { _ = cmd.Wait() }() // reap it when it exits
+	if err := os.WriteFile(pidFile, []byte(strconv.Itoa(pid)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 100 && !Alive(); i++ {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !Alive() {
+		t.Fatalf("journald (pid %d) did not open %s", pid, Socket)
+	}
+}
+
+// Release ends this process's use of journald; if no other test process uses
+// it and a test process started it, it is stopped by its recorded PID.
+func Release() {
+	if lock == nil {
+		return
+	}
+	defer func() { _ = lock.Close(); lock = nil }()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		return // another test process still uses it
+	}
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		return
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err == nil && pid > 1 && isJournald(pid) {
+		_ = syscall.Kill(pid, syscall.SIGTERM)
+	}
+	_ = os.Remove(pidFile)
+}
+
+func isJournald(pid int) bool {
+	comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+	return err == nil && strings.TrimSpace(string(comm)) == "systemd-journal"
+}
+
+// Cat writes each line to the journal with systemd-cat under identifier id,
+// as a program's output would be, and waits for it to finish.
+func Cat(t testing.TB, id string, lines ...string) {
+	t.Helper()
+	cmd := exec.Command("systemd-cat", "-t", id)
+	cmd.Stdin = strings.NewReader(strings.Join(lines, "\n") + "\n")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("systemd-cat: %v: %s", err, out)
+	}
+}
+
+// Rotate asks journald to rotate its files (SIGUSR2, as journalctl --rotate
+// does without systemd).
+func Rotate(t testing.TB) {
+	t.Helper()
+	pid, err := journaldPID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(pid, syscall.SIGUSR2); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func journaldPID() (int, error) {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0, err
+	}
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err == nil && isJournald(pid) {
+			return pid, nil
+		}
+	}
+	return 0, errors.New("journald is not running")
+}

@@ -1,0 +1,213 @@
+//go:build cgo
+
+package journal
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/coreos/go-systemd/v22/sdjournal"
+
+	"github.com/pidpressure/pidpressure/internal/logline"
+)
+
+// Source follows the systemd journal through libsystemd (loaded at run
+// time). Per entry it reads only the fields a line needs, with
+// sd_journal_get_data, never the whole entry. Next and Close may be called
+// from different goroutines.
+type Source struct {
+	opt    SourceOptions
+	// mu guards the journal's lifetime: every call holds it shared (a wait
+	// for at most Poll), Close holds it exclusively before freeing.
+	mu     sync.RWMutex
+	j      *sdjournal.Journal
+	closed atomic.Bool
+	stats  struct {
+		readErrors, entries, invalidations atomic.Uint64
+		cursorLost                         atomic.Bool
+	}
+}
+
+var _ logline.Reader = (*Source)(nil)
+
+// OpenSource opens the journal. It returns an error wrapping ErrNotSupported
+// when libsystemd cannot be loaded or there is no journal to read.
+func OpenSource(opt SourceOptions) (*Source, error) {
+	if opt.Poll <= 0 {
+		opt.Poll = 250 * time.Millisecond
+	}
+	if opt.MaxBackoff <= 0 {
+		opt.MaxBackoff = 30 * time.Second
+	}
+	var j *sdjournal.Journal
+	var err error
+	if opt.Dir != "" {
+		j, err = sdjournal.NewJournalFromDir(opt.Dir)
+	} else {
+		j, err = sdjournal.NewJournal()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrNotSupported, err)
+	}
+	s := &Source{opt: opt, j: j}
+	if err := s.seek(); err != nil {
+		_ = j.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// seek positions the journal on the last entry already handled, so that the
+// next sd_journal_next returns the first new one.
+func (s *Source) seek() error {
+	if c := s.opt.Cursor; c != "" {
+		if err := s.j.SeekCursor(c); err == nil {
+			if _, err := s.j.Next(); err != nil {
+				return fmt.Errorf("moving to the resume cursor: %w", err)
+			}
+			if s.j.TestCursor(c) == nil {
+				return nil // on the handled entry: Next moves past it
+			}
+			// Vacuumed away: we stand on the nearest later entry, which is
+			// unread. Step back so that Next returns it.
+			s.stats.cursorLost.Store(true)
+			_, _ = s.j.Previous()
+			return nil
+		}
+		s.stats.cursorLost.Store(true)
+	}
+	if err := s.j.SeekTail(); err != nil {
+		return fmt.Errorf("seeking to the journal's tail: %w", err)
+	}
+	// After sd_journal_seek_tail the read pointer is past the end; step onto
+	// the last entry so that Next returns only entries written from now on.
+	if _, err := s.j.Previous(); err != nil {
+		return fmt.Errorf("seeking to the journal's tail: %w", err)
+	}
+	return nil
+}
+
+// Next returns the next journal entry as a line, waiting for one to be
+// written. Read errors are retried with capped exponential backoff; Next
+// returns only for an entry, a done context, or Close.
+func (s *Source) Next(ctx context.Context) (logline.Line, error) {
+	backoff := 100 * time.Millisecond
+	for {
+		if err := ctx.Err(); err != nil {
+			return logline.Line{}, err
+		}
+		if s.closed.Load() {
+			return logline.Line{}, ErrClosed
+		}
+		l, ok, err := s.next()
+		switch {
+		case err != nil:
+			s.stats.readErrors.Add(1)
+			if werr := s.sleep(ctx, backoff); werr != nil {
+				return logline.Line{}, werr
+			}
+			backoff = min(2*backoff, s.opt.MaxBackoff)
+		case ok:
+			s.stats.entries.Add(1)
+			return l, nil
+		default:
+			backoff = 100 * time.Millisecond
+			if err := s.wait(); err != nil {
+				return logline.Line{}, err
+			}
+		}
+	}
+}
+
+// next reads one entry if there is one.
+func (s *Source) next() (logline.Line, bool, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed.Load() {
+		return logline.Line{}, false, ErrClosed
+	}
+	n, err := s.j.Next()
+	if err != nil || n == 0 {
+		return logline.Line{}, false, err
+	}
+	e := make(Entry, 12)
+	for _, f := range Fields() {
+		if f == FieldRealtime {
+			continue
+		}
+		v, err := s.j.GetDataValue(f)
+		if err != nil {
+			if errors.Is(err, syscall.ENOENT) {
+				continue // the entry lacks the field
+			}
+			return logline.Line{}, false, fmt.Errorf("reading %s: %w", f, err)
+		}
+		e[f] = v
+	}
+	if us, err := s.j.GetRealtimeUsec(); err == nil {
+		e[FieldRealtime] = strconv.FormatUint(us, 10)
+	}
+	return Translate(e), true, nil
+}
+
+// wait blocks up to Poll for the journal to change.
+func (s *Source) wait() error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	r := s.j.Wait(s.opt.Poll)
+	if r == sdjournal.SD_JOURNAL_INVALIDATE {
+		s.stats.invalidations.Add(1)
+	}
+	return nil
+}
+
+func (s *Source) sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d) //nolint:forbidigo // backoff between retries of a failing read
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// Cursor returns the cursor of the last entry returned, to persist.
+func (s *Source) Cursor() (string, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed.Load() {
+		return "", ErrClosed
+	}
+	return s.j.GetCursor()
+}
+
+// Stats returns the counters.
+func (s *Source) Stats() SourceStats {
+	return SourceStats{
+		ReadErrors:    s.stats.readErrors.Load(),
+		Entries:       s.stats.entries.Load(),
+		Invalidations: s.stats.invalidations.Load(),
+		CursorLost:    s.stats.cursorLost.Load(),
+	}
+}
+
+// Close closes the journal; a Next waiting returns ErrClosed within Poll.
+func (s *Source) Close() error {
+	if s.closed.Swap(true) {
+		return nil
+	}
+	// Waits in progress (at most Poll) finish before the journal is freed.
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.j.Close()
+}

@@ -1,0 +1,32 @@
+//go:build !cgo
+
+package journal
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/pidpressure/pidpressure/internal/logline"
+)
+
+// Source is unavailable without cgo: sdjournal needs it.
+type Source struct{}
+
+var _ logline.Reader = (*Source)(nil)
+
+// OpenSource reports ErrNotSupported in a build without cgo.
+func OpenSource(SourceOptions) (*Source, error) {
+	return nil, fmt.Errorf("%w: built without cgo", ErrNotSupported)
+}
+
+// Next is never reached.
+func (*Source) Next(context.Context) (logline.Line, error) { return logline.Line{}, ErrNotSupported }
+
+// Cursor is never reached.
+func (*Source) Cursor() (string, error) { return "", ErrNotSupported }
+
+// Stats is never reached.
+func (*Source) Stats() SourceStats { return SourceStats{} }
+
+// Close is never reached.
+func (*Source) Close() error { return nil }

@@ -1,0 +1,275 @@
+//go:build cgo
+
+package journal
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pidpressure/pidpressure/internal/journal/journaltest"
+	"github.com/pidpressure/pidpressure/internal/logline"
+	"github.com/pidpressure/pidpressure/internal/signature"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	journaltest.Release()
+	os.Exit(code)
+}
+
+func openSource(t *testing.T, opt SourceOptions) *Source {
+	t.Helper()
+	journaltest.Ensure(t)
+	s, err := OpenSource(opt)
+	if errors.Is(err, ErrNotSupported) {
+		t.Skipf("journal: %v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+func marker(t *testing.T) string {
+	return fmt.Sprintf("pptest-%s-%d-%d", strings.ReplaceAll(t.Name(), "/", "-"), os.Getpid(), time.Now().UnixNano()%1e9)
+}
+
+// collect reads until want lines containing mark have arrived (or 10 s).
+func collect(t *testing.T, s *Source, mark string, want int) []logline.Line {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var got []logline.Line
+	for len(got) < want {
+		l, err := s.Next(ctx)
+		if err != nil {
+			t.Fatalf("after %d of %d lines: %v", len(got), want, err)
+		}
+		if strings.Contains(l.Message, mark) {
+			got = append(got, l)
+		}
+	}
+	return got
+}
+
+func TestSourceFollowsWithTrustedFields(t *testing.T) {
+	s := openSource(t, SourceOptions{})
+	mark := marker(t)
+	journaltest.Cat(t, "pptest", mark+" one", mark+" two")
+	got := collect(t, s, mark, 2)
+	for _, l := range got {
+		if l.Source != logline.SourceJournal || l.Origin.PID <= 0 || l.Origin.UID != 0 || l.Origin.Transport != "stdout" || l.Time.IsZero() {
+			t.Errorf("line %q: origin %+v time %v", l.Message, l.Origin, l.Time)
+		}
+	}
+	if got[0].Message != mark+" one" || got[1].Message != mark+" two" {
+		t.Errorf("order: %q, %q", got[0].Message, got[1].Message)
+	}
+}
+
+// TestForgedKubeletLine: a non-root user's "kubelet" line carries its real
+// UID and no unit: it is attributed to the user, not to kubelet.
+func TestForgedKubeletLine(t *testing.T) {
+	s := openSource(t, SourceOptions{})
+	if _, err := exec.LookPath("setpriv"); err != nil {
+		t.Skip("setpriv not installed")
+	}
+	mark := marker(t)
+	msg := "runtime: failed to create new OS thread (have 15 already; errno=11) " + mark
+	cmd := exec.Command("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+		"logger", "-u", "/run/systemd/journal/dev-log", "-t", "kubelet", msg)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("logger: %v: %s", err, out)
+	}
+	l := collect(t, s, mark, 1)[0]
+	if l.Origin.UID != 65534 || l.Origin.Unit != "" || l.Origin.Comm == "kubelet" {
+		t.Errorf("forged line origin = %+v, want UID 65534, no unit", l.Origin)
+	}
+	m, err := signature.NewDefault()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, ok := m.Match(l)
+	if !ok || h.Signature != "GoThreadCreateFailed" || h.Trust != logline.TrustAttributed {
+		t.Errorf("match = %+v, %v", h, ok)
+	}
+}
+
+// TestUnitAttributedFailure runs a real Go program that exhausts a pids
+// cgroup standing in for kubelet.service (the unified hierarchy decides
+// journald's _SYSTEMD_UNIT; the v1 pids hierarchy sets the limit), logging
+// through journald: the failure arrives attributed to kubelet.service.
+func TestUnitAttributedFailure(t *testing.T) {
+	s := openSource(t, SourceOptions{})
+	unified, pids := "/sys/fs/cgroup/unified", "/sys/fs/cgroup/pids"
+	if _, err := os.Stat(filepath.Join(unified, "cgroup.procs")); err != nil {
+		t.Skip("no cgroup2 hierarchy at /sys/fs/cgroup/unified")
+	}
+	if _, err := os.Stat(filepath.Join(pids, "cgroup.procs")); err != nil {
+		t.Skip("no cgroup v1 pids hierarchy")
+	}
+	bin := buildThreadBomb(t)
+	u := filepath.Join(unified, "system.slice", "kubelet.service")
+	p := filepath.Join(pids, "system.slice", "kubelet.service")
+	for _, d := range []string{u, p} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { removeCgroupTree(d) })
+	}
+	if err := os.WriteFile(filepath.Join(p, "pids.max"), []byte("12"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	script := fmt.Sprintf("echo $$ > %s/cgroup.procs; echo $$ > %s/cgroup.procs; exec systemd-cat -t kubelet %s", u, p, bin)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_ = exec.CommandContext(ctx, "sh", "-c", script).Run() // it crashes: that is the point
+	got := collectMatch(t, s, func(l logline.Line) bool {
+		return strings.HasPrefix(l.Message, "runtime: failed to create new OS thread") && l.Origin.Unit == "kubelet.service"
+	})
+	if got.Origin.Cgroup != "/system.slice/kubelet.service" || got.Origin.UID != 0 {
+		t.Errorf("origin = %+v", got.Origin)
+	}
+}
+
+func collectMatch(t *testing.T, s *Source, ok func(logline.Line) bool) logline.Line {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	for {
+		l, err := s.Next(ctx)
+		if err != nil {
+			t.Fatalf("waiting for the line: %v", err)
+		}
+		if ok(l) {
+			return l
+		}
+	}
+}
+
+// buildThreadBomb builds the Go program of testdata/captured/src/gothreads.go.
+func buildThreadBomb(t *testing.T) string {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "gothreads")
+	src, err := filepath.Abs(filepath.Join("..", "..", "testdata", "captured", "src", "gothreads.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("go", "build", "-o", out, src)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=-mod=mod")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("building the thread bomb: %v\n%s", err, b)
+	}
+	return out
+}
+
+func removeCgroupTree(dir string) {
+	for i := 0; i < 40; i++ {
+		b, _ := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
+		for _, p := range strings.Fields(string(b)) {
+			if n, err := strconv.Atoi(p); err == nil {
+				_ = syscall.Kill(n, syscall.SIGKILL)
+			}
+		}
+		if err := os.Remove(dir); err == nil || os.IsNotExist(err) {
+			_ = os.Remove(filepath.Dir(dir)) // system.slice, if we made it and it is empty
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestRestartLosesAndRepeatsNothing: close the source mid-stream, write
+// more, reopen at the saved cursor: every entry is read exactly once.
+func TestRestartLosesAndRepeatsNothing(t *testing.T) {
+	s := openSource(t, SourceOptions{})
+	mark := marker(t)
+	var lines []string
+	for i := 0; i < 30; i++ {
+		lines = append(lines, fmt.Sprintf("%s %d", mark, i))
+	}
+	journaltest.Cat(t, "pptest", lines...)
+	seen := map[string]int{}
+	for _, l := range collect(t, s, mark, 12) {
+		seen[l.Message]++
+	}
+	cursor, err := s.Cursor()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = s.Close()
+	var more []string
+	for i := 30; i < 50; i++ {
+		more = append(more, fmt.Sprintf("%s %d", mark, i))
+	}
+	journaltest.Cat(t, "pptest", more...)
+	s2 := openSource(t, SourceOptions{Cursor: cursor})
+	for _, l := range collect(t, s2, mark, 50-12) {
+		seen[l.Message]++
+	}
+	for i := 0; i < 50; i++ {
+		if n := seen[fmt.Sprintf("%s %d", mark, i)]; n != 1 {
+			t.Errorf("entry %d read %d times", i, n)
+		}
+	}
+	if s2.Stats().CursorLost {
+		t.Error("cursor reported lost")
+	}
+}
+
+// TestRotationUnderTheReader rotates the journal files while following.
+func TestRotationUnderTheReader(t *testing.T) {
+	s := openSource(t, SourceOptions{})
+	mark := marker(t)
+	journaltest.Cat(t, "pptest", mark+" before")
+	collect(t, s, mark, 1)
+	journaltest.Rotate(t)
+	time.Sleep(300 * time.Millisecond)
+	var lines []string
+	for i := 0; i < 20; i++ {
+		lines = append(lines, fmt.Sprintf("%s after %d", mark, i))
+	}
+	journaltest.Cat(t, "pptest", lines...)
+	got := collect(t, s, mark, 20)
+	for i, l := range got {
+		if want := fmt.Sprintf("%s after %d", mark, i); l.Message != want {
+			t.Errorf("line %d = %q, want %q", i, l.Message, want)
+		}
+	}
+}
+
+func TestSourceMissingDir(t *testing.T) {
+	_, err := OpenSource(SourceOptions{Dir: filepath.Join(t.TempDir(), "nope")})
+	if !errors.Is(err, ErrNotSupported) {
+		t.Errorf("OpenSource(missing dir) = %v, want ErrNotSupported", err)
+	}
+}
+
+func TestCloseUnblocksNext(t *testing.T) {
+	s := openSource(t, SourceOptions{Poll: 100 * time.Millisecond})
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.Next(context.Background())
+		done <- err
+	}()
+	time.Sleep(150 * time.Millisecond)
+	_ = s.Close()
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrClosed) {
+			t.Errorf("Next after Close = %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close did not unblock Next")
+	}
+}
