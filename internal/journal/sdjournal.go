@@ -22,7 +22,7 @@ import (
 // sd_journal_get_data, never the whole entry. Next and Close may be called
 // from different goroutines.
 type Source struct {
-	opt    SourceOptions
+	opt SourceOptions
 	// mu guards the journal's lifetime: every call holds it shared (a wait
 	// for at most Poll), Close holds it exclusively before freeing.
 	mu     sync.RWMutex

@@ -15,20 +15,20 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pidpressure/pidpressure/internal/journal/journaltest"
 	"github.com/pidpressure/pidpressure/internal/logline"
 	"github.com/pidpressure/pidpressure/internal/signature"
+	"github.com/pidpressure/pidpressure/internal/testenv/journald"
 )
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	journaltest.Release()
+	journald.Release()
 	os.Exit(code)
 }
 
 func openSource(t *testing.T, opt SourceOptions) *Source {
 	t.Helper()
-	journaltest.Ensure(t)
+	journald.Ensure(t)
 	s, err := OpenSource(opt)
 	if errors.Is(err, ErrNotSupported) {
 		t.Skipf("journal: %v", err)
@@ -65,7 +65,7 @@ func collect(t *testing.T, s *Source, mark string, want int) []logline.Line {
 func TestSourceFollowsWithTrustedFields(t *testing.T) {
 	s := openSource(t, SourceOptions{})
 	mark := marker(t)
-	journaltest.Cat(t, "pptest", mark+" one", mark+" two")
+	journald.Cat(t, "pptest", mark+" one", mark+" two")
 	got := collect(t, s, mark, 2)
 	for _, l := range got {
 		if l.Source != logline.SourceJournal || l.Origin.PID <= 0 || l.Origin.UID != 0 || l.Origin.Transport != "stdout" || l.Time.IsZero() {
@@ -198,7 +198,7 @@ func TestRestartLosesAndRepeatsNothing(t *testing.T) {
 	for i := 0; i < 30; i++ {
 		lines = append(lines, fmt.Sprintf("%s %d", mark, i))
 	}
-	journaltest.Cat(t, "pptest", lines...)
+	journald.Cat(t, "pptest", lines...)
 	seen := map[string]int{}
 	for _, l := range collect(t, s, mark, 12) {
 		seen[l.Message]++
@@ -212,7 +212,7 @@ func TestRestartLosesAndRepeatsNothing(t *testing.T) {
 	for i := 30; i < 50; i++ {
 		more = append(more, fmt.Sprintf("%s %d", mark, i))
 	}
-	journaltest.Cat(t, "pptest", more...)
+	journald.Cat(t, "pptest", more...)
 	s2 := openSource(t, SourceOptions{Cursor: cursor})
 	for _, l := range collect(t, s2, mark, 50-12) {
 		seen[l.Message]++
@@ -231,15 +231,15 @@ func TestRestartLosesAndRepeatsNothing(t *testing.T) {
 func TestRotationUnderTheReader(t *testing.T) {
 	s := openSource(t, SourceOptions{})
 	mark := marker(t)
-	journaltest.Cat(t, "pptest", mark+" before")
+	journald.Cat(t, "pptest", mark+" before")
 	collect(t, s, mark, 1)
-	journaltest.Rotate(t)
+	journald.Rotate(t)
 	time.Sleep(300 * time.Millisecond)
 	var lines []string
 	for i := 0; i < 20; i++ {
 		lines = append(lines, fmt.Sprintf("%s after %d", mark, i))
 	}
-	journaltest.Cat(t, "pptest", lines...)
+	journald.Cat(t, "pptest", lines...)
 	got := collect(t, s, mark, 20)
 	for i, l := range got {
 		if want := fmt.Sprintf("%s after %d", mark, i); l.Message != want {

@@ -1,11 +1,11 @@
-// Package journaltest runs a real, standalone systemd-journald for tests on
+// Package journald runs a real, standalone systemd-journald for tests on
 // a machine where PID 1 is not systemd, and writes entries to it.
 //
 // Test packages share one journald: each holds a shared lock on a lock file
 // while it runs; the package that starts journald records its PID, and the
 // last package to finish (the one that gets the lock exclusively) stops it by
 // that PID. A journald that was already running is never stopped.
-package journaltest
+package journald
 
 import (
 	"errors"
