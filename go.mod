@@ -1,6 +1,6 @@
 module github.com/pidpressure/pidpressure
 
-go 1.26
+go 1.26.0
 
 require (
 	github.com/petar-dambovaliev/aho-corasick v0.0.0-20250424160509-463d218d4745
@@ -8,6 +8,8 @@ require (
 )
 
 require github.com/coreos/go-systemd/v22 v22.7.0
+
+require golang.org/x/sys v0.50.0
 
 require (
 	github.com/google/go-cmp v0.7.0

@@ -152,6 +152,22 @@ func (c *Cgroup) derive() {
 	c.AtLimit = !c.Max.Unlimited && c.Current >= c.Max.Value
 }
 
+// ReadRejected returns the "max" counter of a cgroup's pids.events: one
+// small read, for watchers.
+func ReadRejected(h Hierarchy, p string) (uint64, error) {
+	file := filepath.Join(h.Dir, filepath.FromSlash(path.Clean("/"+p)), "pids.events")
+	b, err := hostfs.ReadSmall(file)
+	if err != nil {
+		return 0, err
+	}
+	// A read without the counter is not a reset to zero: report it, and let
+	// the caller keep its last value.
+	if !bytes.HasPrefix(b, []byte("max ")) && !bytes.Contains(b, []byte("\nmax ")) {
+		return 0, fmt.Errorf("%s: no max counter in %q", file, clip(string(b)))
+	}
+	return parseEvents(b)
+}
+
 // parseEvents returns the "max" counter of pids.events.
 //
 // Format: "max 12\n" (v1 and v2; Linux 6.13+ adds "max.imposed N" in v2,
