@@ -34,7 +34,9 @@ type Target struct {
 }
 
 // Key names a target in persisted state: "v2:/kubepods.slice/…".
-func (t Target) Key() string { return fmt.Sprintf("v%d:%s", t.Hierarchy.Version, path.Clean("/"+t.Path)) }
+func (t Target) Key() string {
+	return fmt.Sprintf("v%d:%s", t.Hierarchy.Version, path.Clean("/"+t.Path))
+}
 
 func (t Target) file() string {
 	return filepath.Join(t.Hierarchy.Dir, filepath.FromSlash(path.Clean("/"+t.Path)), "pids.events")
@@ -217,4 +219,3 @@ func (w *Watcher) Close() error {
 }
 
 func readMax(t Target) (uint64, error) { return headroom.ReadRejected(t.Hierarchy, t.Path) }
-
