@@ -9,7 +9,11 @@ require (
 
 require github.com/coreos/go-systemd/v22 v22.7.0
 
-require golang.org/x/sys v0.50.0
+require (
+	golang.org/x/sync v0.25.0
+	golang.org/x/sys v0.50.0
+	k8s.io/utils v0.0.0-20261023123148-ca04ba58ecab
+)
 
 require (
 	github.com/google/go-cmp v0.7.0

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/pidpressure/pidpressure/internal/headroom"
+	"github.com/pidpressure/pidpressure/internal/testenv/journald"
 )
 
 // Live-host tests: they read this machine's /proc and create real pids
@@ -31,9 +33,15 @@ func TestMain(m *testing.M) {
 			fmt.Fprintln(os.Stderr, "PIDPRESSURE_AS_CLI:", err)
 			os.Exit(2)
 		}
-		os.Exit(run(context.Background(), argv, os.Stdin, os.Stdout, os.Stderr))
+		// As main does: SIGTERM and SIGINT end the command cleanly.
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		code := run(ctx, argv, os.Stdin, os.Stdout, os.Stderr)
+		stop()
+		os.Exit(code)
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	journald.Release()
+	os.Exit(code)
 }
 
 func skipLive(t *testing.T) {

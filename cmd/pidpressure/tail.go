@@ -1,0 +1,167 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/spf13/cobra"
+	"k8s.io/utils/clock"
+
+	"github.com/pidpressure/pidpressure/internal/agent"
+	"github.com/pidpressure/pidpressure/internal/headroom"
+	"github.com/pidpressure/pidpressure/internal/hostfs"
+	"github.com/pidpressure/pidpressure/internal/logline"
+	"github.com/pidpressure/pidpressure/internal/signature"
+)
+
+// tailRecord is one line of "tail -o jsonl".
+type tailRecord struct {
+	Time      string            `json:"time"`
+	Kind      string            `json:"kind"`
+	Source    string            `json:"source,omitempty"`
+	Signature string            `json:"signature,omitempty"`
+	Family    string            `json:"family,omitempty"`
+	Class     string            `json:"class,omitempty"`
+	Strength  string            `json:"strength,omitempty"`
+	Trust     string            `json:"trust,omitempty"`
+	Fields    *signature.Fields `json:"fields,omitempty"`
+	PID       int               `json:"pid,omitempty"`
+	UID       *int              `json:"uid,omitempty"`
+	Comm      string            `json:"comm,omitempty"`
+	Unit      string            `json:"unit,omitempty"`
+	Cgroup    string            `json:"cgroup,omitempty"`
+	Pod       string            `json:"pod,omitempty"`
+	Rejected  uint64            `json:"rejected,omitempty"`
+	Total     uint64            `json:"total,omitempty"`
+	Message   string            `json:"message,omitempty"`
+}
+
+func newTailCmd() *cobra.Command {
+	var (
+		output, hostRoot, kmsgPath, journalDir, stateDir string
+		noJournal, noPidsEvents                          bool
+		cgroups                                          []string
+		threads                                          int
+	)
+	cmd := &cobra.Command{
+		Use:   "tail [flags]",
+		Short: "Follow the journal, /dev/kmsg and pids.events and print every creation failure",
+		Long: `tail runs the live sources in the foreground — the systemd journal, /dev/kmsg
+and the pids.events of the cgroups that matter — and prints each log line that
+matches a signature and each fork a pids cgroup refused, as it happens.
+
+It never forks or execs and creates its OS threads at start-up, so it keeps
+working when the node (or its own cgroup) has no PIDs left. With --state-dir
+it resumes where it stopped: nothing is lost or repeated across restarts.
+A source that is not available here (no journal, no /dev/kmsg, no pids
+controller) is reported on standard error and the others carry on.`,
+		Example: `  pidpressure tail
+  pidpressure tail -o jsonl --state-dir /var/lib/pidpressure`,
+		Args: usageArgs(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if output != "text" && output != "jsonl" {
+				return usageError{fmt.Errorf("unknown output %q: want text or jsonl", output)}
+			}
+			agent.PrewarmThreads(threads, 0)
+			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
+			m, err := signature.NewDefault()
+			if err != nil {
+				return err
+			}
+			root := hostfs.New(hostRoot)
+			src := agent.NewSources(agent.Config{
+				Root: root, KmsgPath: kmsgPath, Journal: !noJournal, JournalDir: journalDir,
+				PidsEvents: !noPidsEvents, Cgroups: cgroups, StateDir: stateDir,
+			}, m, clock.RealClock{}, log)
+			var wg sync.WaitGroup
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				printReports(cmd.OutOrStdout(), output, root, src.Reports())
+			}()
+			err = src.Run(cmd.Context())
+			st := src.Stats()
+			log.Info("stopped", "lines", st.Lines.Load(), "matches", st.Matches.Load(), "rejected", st.Rejected.Load(), "dropped", st.Dropped.Load())
+			return err
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&output, "output", "o", "text", "output form: text or jsonl (one object per line, flushed as it happens)")
+	f.StringVar(&hostRoot, "host-root", "/", "directory the host's /proc, /sys and /var are under")
+	f.StringVar(&kmsgPath, "kmsg-path", "/dev/kmsg", "kernel log device; empty disables it")
+	f.BoolVar(&noJournal, "no-journal", false, "do not read the journal")
+	f.StringVar(&journalDir, "journal-dir", "", "read the journal files of this directory instead of the system journal")
+	f.BoolVar(&noPidsEvents, "no-pids-events", false, "do not watch pids.events")
+	f.StringArrayVar(&cgroups, "cgroup", nil, "also watch this cgroup's pids.events (path as in /proc/PID/cgroup); repeatable")
+	f.StringVar(&stateDir, "state-dir", "", "keep read positions in this directory, to resume after a restart")
+	f.IntVar(&threads, "prewarm-threads", agent.DefaultThreads, "OS threads to create at start-up")
+	return cmd
+}
+
+// printReports writes each report until the channel closes or a write
+// fails; a write never blocks the sources (they drop instead).
+func printReports(w io.Writer, output string, root hostfs.Root, reports <-chan agent.Report) {
+	bw := bufio.NewWriter(w)
+	enc := json.NewEncoder(bw)
+	enc.SetEscapeHTML(false)
+	for r := range reports {
+		rec := tailRecord{Time: r.Time.UTC().Format(time.RFC3339Nano), Kind: string(r.Kind)}
+		switch r.Kind {
+		case agent.KindMatch:
+			l, h := r.Line, r.Hit
+			rec.Source, rec.Signature, rec.Family, rec.Class = string(l.Source), h.Signature, h.Family, string(h.Class)
+			rec.Strength, rec.Trust, rec.Message = string(h.Strength), string(h.Trust), logline.Sanitize(l.Message, 1024)
+			if h.Fields != (signature.Fields{}) {
+				f := h.Fields
+				rec.Fields = &f
+			}
+			if l.Origin.PID > 0 {
+				rec.PID = l.Origin.PID
+			}
+			if l.Source == logline.SourceJournal && l.Origin.UID != logline.Unknown {
+				uid := l.Origin.UID
+				rec.UID = &uid
+			}
+			rec.Comm, rec.Unit, rec.Cgroup = logline.Sanitize(l.Origin.Comm, 64), logline.Sanitize(l.Origin.Unit, 256), logline.Sanitize(l.Origin.Cgroup, 512)
+		case agent.KindRejected:
+			rec.Source = "pids.events"
+			rec.Cgroup, rec.Rejected, rec.Total = r.Event.Target.Path, r.Event.Rejected, r.Event.Total
+			if p := headroom.PodOfPath(root, r.Event.Target.Path); p != nil {
+				rec.Pod = p.String()
+			}
+		}
+		if output == "jsonl" {
+			if enc.Encode(rec) != nil {
+				return
+			}
+		} else if _, err := fmt.Fprintln(bw, textRecord(rec)); err != nil {
+			return
+		}
+		if bw.Flush() != nil {
+			return
+		}
+	}
+}
+
+func textRecord(r tailRecord) string {
+	if r.Kind == string(agent.KindRejected) {
+		who := r.Cgroup
+		if r.Pod != "" {
+			who += " (" + r.Pod + ")"
+		}
+		return fmt.Sprintf("%s  refused  %d fork(s) refused by pids.max in %s (total %d)", r.Time, r.Rejected, who, r.Total)
+	}
+	origin := r.Source
+	if r.PID > 0 {
+		origin = fmt.Sprintf("%s %s[%d]", r.Source, dashIfEmpty(r.Comm), r.PID)
+	}
+	if r.Unit != "" {
+		origin += " " + r.Unit
+	}
+	return fmt.Sprintf("%s  %s  %s/%s %s trust=%s  %s: %s", r.Time, r.Signature, r.Family, r.Class, r.Strength, r.Trust, origin, r.Message)
+}

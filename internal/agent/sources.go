@@ -1,0 +1,391 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+	"k8s.io/utils/clock"
+
+	"github.com/pidpressure/pidpressure/internal/headroom"
+	"github.com/pidpressure/pidpressure/internal/hostfs"
+	"github.com/pidpressure/pidpressure/internal/journal"
+	"github.com/pidpressure/pidpressure/internal/kmsg"
+	"github.com/pidpressure/pidpressure/internal/logline"
+	"github.com/pidpressure/pidpressure/internal/pidsevents"
+	"github.com/pidpressure/pidpressure/internal/signature"
+	"github.com/pidpressure/pidpressure/internal/state"
+)
+
+// Config configures the live sources.
+type Config struct {
+	// Root is the host's /proc, /sys and /var.
+	Root hostfs.Root
+	// KmsgPath is the kernel log device ("" disables kmsg).
+	KmsgPath string
+	// Journal enables the journal source; JournalDir reads one directory
+	// instead of the system journal.
+	Journal    bool
+	JournalDir string
+	// PidsEvents enables the pids.events watcher.
+	PidsEvents bool
+	// Cgroups are extra cgroups (paths as in /proc/PID/cgroup) to watch.
+	Cgroups []string
+	// StateDir holds the state file ("" keeps no state).
+	StateDir string
+	// SaveEvery is how often read positions are saved (default 5s).
+	SaveEvery time.Duration
+	// Rediscover is how often the watched cgroups are listed again (default 30s).
+	Rediscover time.Duration
+	// Buffer bounds the reports waiting for the consumer (default 1024).
+	Buffer int
+}
+
+// Kind says what a report is.
+type Kind string
+
+// The report kinds.
+const (
+	// KindMatch is a log line that matched a signature.
+	KindMatch Kind = "match"
+	// KindRejected is an increase of a cgroup's refused-fork counter.
+	KindRejected Kind = "rejected"
+)
+
+// Report is one thing the sources saw.
+type Report struct {
+	Kind Kind
+	Time time.Time
+	// Line and Hit are set for KindMatch.
+	Line logline.Line
+	Hit  signature.Hit
+	// Event is set for KindRejected.
+	Event pidsevents.Event
+}
+
+// Stats count the sources' work.
+type Stats struct {
+	Lines, Matches, Rejected, Dropped atomic.Uint64
+}
+
+// Sources runs the live sources.
+type Sources struct {
+	cfg     Config
+	m       *signature.Matcher
+	clock   clock.WithTicker
+	log     *slog.Logger
+	out     chan Report
+	stats   Stats
+	healthy [3]atomic.Bool // journal, kmsg, pids.events
+
+	// positions, updated by the sources, read by the saver
+	journalCursor atomic.Pointer[string]
+	kmsgSeq       atomic.Uint64
+	bootID        string // read once in Run, before the sources start
+	watcher       atomic.Pointer[pidsevents.Watcher]
+}
+
+// Health indexes.
+const (
+	srcJournal = iota
+	srcKmsg
+	srcPidsEvents
+)
+
+// NewSources returns the sources; nothing is opened until Run.
+func NewSources(cfg Config, m *signature.Matcher, clk clock.WithTicker, log *slog.Logger) *Sources {
+	if cfg.SaveEvery <= 0 {
+		cfg.SaveEvery = 5 * time.Second
+	}
+	if cfg.Rediscover <= 0 {
+		cfg.Rediscover = 30 * time.Second
+	}
+	if cfg.Buffer <= 0 {
+		cfg.Buffer = 1024
+	}
+	return &Sources{cfg: cfg, m: m, clock: clk, log: log, out: make(chan Report, cfg.Buffer)}
+}
+
+// Reports is where the sources deliver. When the consumer falls behind,
+// reports are dropped and counted, never queued without bound.
+func (s *Sources) Reports() <-chan Report { return s.out }
+
+// Stats returns the counters.
+func (s *Sources) Stats() *Stats { return &s.stats }
+
+// Healthy reports whether each enabled source is running.
+func (s *Sources) Healthy() (journal, kmsg, pidsEvents bool) {
+	return s.healthy[srcJournal].Load(), s.healthy[srcKmsg].Load(), s.healthy[srcPidsEvents].Load()
+}
+
+func (s *Sources) deliver(r Report) {
+	select {
+	case s.out <- r:
+	default:
+		s.stats.Dropped.Add(1)
+	}
+}
+
+// Run starts every enabled source and blocks until ctx is done. A source
+// that is not supported here is logged and left off; one that fails is
+// restarted with capped backoff. It returns nil when ctx is cancelled.
+func (s *Sources) Run(ctx context.Context) error {
+	var store *state.Store
+	st := state.State{PidsEvents: map[string]uint64{}}
+	fresh := true
+	if s.cfg.StateDir != "" {
+		store = state.NewStore(s.cfg.StateDir)
+		loaded, err := store.Load()
+		switch {
+		case errors.Is(err, state.ErrCorrupt):
+			s.log.Warn("state file corrupt, starting afresh", "path", store.Path(), "err", err)
+		case err != nil:
+			s.log.Warn("state file unreadable, starting afresh", "path", store.Path(), "err", err)
+		default:
+			st = loaded
+			fresh = st.Journal.Cursor == "" && st.Kmsg.BootID == "" && len(st.PidsEvents) == 0
+		}
+	}
+	if s.cfg.KmsgPath != "" {
+		id, err := kmsg.BootID(s.cfg.Root)
+		if err != nil {
+			s.log.Warn("boot ID unknown; kmsg starts at the end", "source", "kmsg", "err", err)
+		}
+		s.bootID = id
+	}
+	g, ctx := errgroup.WithContext(ctx)
+	if s.cfg.Journal {
+		g.Go(func() error {
+			s.supervise(ctx, "journal", func(ctx context.Context) error { return s.runJournal(ctx, st.Journal.Cursor) })
+			return nil
+		})
+	}
+	if s.cfg.KmsgPath != "" {
+		g.Go(func() error {
+			s.supervise(ctx, "kmsg", func(ctx context.Context) error { return s.runKmsg(ctx, st.Kmsg, fresh) })
+			return nil
+		})
+	}
+	if s.cfg.PidsEvents {
+		g.Go(func() error {
+			s.supervise(ctx, "pids.events", func(ctx context.Context) error { return s.runPidsEvents(ctx, st.PidsEvents, fresh) })
+			return nil
+		})
+	}
+	if store != nil {
+		g.Go(func() error { s.saveLoop(ctx, store); return nil })
+	}
+	err := g.Wait()
+	if store != nil {
+		s.save(store) // the final positions
+	}
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+// supervise runs a source until ctx is done, restarting it with capped
+// exponential backoff when it fails, and giving up on one that is not
+// supported on this host.
+func (s *Sources) supervise(ctx context.Context, name string, run func(context.Context) error) {
+	backoff := time.Second
+	for ctx.Err() == nil {
+		err := run(ctx)
+		switch {
+		case ctx.Err() != nil:
+			return
+		case errors.Is(err, journal.ErrNotSupported), errors.Is(err, kmsg.ErrNotSupported), errors.Is(err, headroom.ErrNotSupported):
+			s.log.Warn("source not supported here; the others carry on", "source", name, "err", err)
+			return
+		}
+		s.log.Warn("source stopped, restarting", "source", name, "err", err, "backoff", backoff.String())
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.clock.After(backoff):
+		}
+		backoff = min(2*backoff, time.Minute)
+	}
+}
+
+func (s *Sources) runJournal(ctx context.Context, cursor string) error {
+	if c := s.journalCursor.Load(); c != nil {
+		cursor = *c // a restart of the source resumes where it stopped
+	}
+	src, err := journal.OpenSource(journal.SourceOptions{Dir: s.cfg.JournalDir, Cursor: cursor})
+	if err != nil {
+		return err
+	}
+	defer func() { _ = src.Close() }()
+	s.healthy[srcJournal].Store(true)
+	defer s.healthy[srcJournal].Store(false)
+	if src.Stats().CursorLost {
+		s.log.Warn("journal cursor no longer exists (vacuumed); resuming at the nearest entry", "source", "journal")
+	}
+	s.log.Info("source started", "source", "journal", "dir", s.cfg.JournalDir)
+	stream := s.m.NewStream()
+	for {
+		l, err := src.Next(ctx)
+		if err != nil {
+			return err
+		}
+		s.stats.Lines.Add(1)
+		// journald copies every /dev/kmsg record into the journal. While the
+		// kmsg source runs it is the one path for kernel records, so that
+		// none is reported twice; without it the journal's copies count.
+		if l.Origin.Transport != "kernel" || !s.healthy[srcKmsg].Load() {
+			s.match(stream, l)
+		}
+		if c, err := src.Cursor(); err == nil {
+			s.journalCursor.Store(&c)
+		}
+	}
+}
+
+func (s *Sources) runKmsg(ctx context.Context, pos state.KmsgPos, fresh bool) error {
+	boot, err := kmsg.BootTime(s.cfg.Root, s.clock.Now())
+	if err != nil {
+		s.log.Warn("boot time unknown; kmsg lines are undated", "source", "kmsg", "err", err)
+	}
+	id := s.bootID
+	opt := kmsg.Options{Boot: boot, Start: kmsg.StartAtEnd}
+	switch {
+	case s.kmsgSeq.Load() > 0: // the source restarted within this run
+		opt.Start, opt.AfterSeq = kmsg.StartAfterSeq, s.kmsgSeq.Load()
+	case id != "" && pos.BootID == id:
+		opt.Start, opt.AfterSeq = kmsg.StartAfterSeq, pos.Seq
+	case id != "" && pos.BootID != "" && !fresh:
+		// A new boot: everything in the ring happened since the last run.
+		opt.Start = kmsg.StartAtBeginning
+	}
+	r, err := kmsg.Open(s.cfg.KmsgPath, opt)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = r.Close() }()
+	s.healthy[srcKmsg].Store(true)
+	defer s.healthy[srcKmsg].Store(false)
+	s.log.Info("source started", "source", "kmsg", "path", s.cfg.KmsgPath)
+	stream := s.m.NewStream()
+	for {
+		l, err := r.Next(ctx)
+		if err != nil {
+			return err
+		}
+		s.stats.Lines.Add(1)
+		s.match(stream, l)
+		s.kmsgSeq.Store(r.LastSeq())
+	}
+}
+
+func (s *Sources) match(stream *signature.Stream, l logline.Line) {
+	h, ok := stream.Match(l)
+	if !ok {
+		return
+	}
+	s.stats.Matches.Add(1)
+	s.deliver(Report{Kind: KindMatch, Time: s.clock.Now(), Line: l, Hit: h})
+}
+
+func (s *Sources) runPidsEvents(ctx context.Context, last map[string]uint64, fresh bool) error {
+	hs, err := headroom.Hierarchies(s.cfg.Root)
+	if err != nil {
+		return err
+	}
+	if prev := s.watcher.Load(); prev != nil {
+		last, fresh = prev.Counters(), false // the source restarted within this run
+	}
+	w, err := pidsevents.New(pidsevents.Options{})
+	if err != nil {
+		return err
+	}
+	defer func() { _ = w.Close() }()
+	s.setTargets(w, hs, last, fresh)
+	s.watcher.Store(w)
+	s.healthy[srcPidsEvents].Store(true)
+	defer s.healthy[srcPidsEvents].Store(false)
+	s.log.Info("source started", "source", "pids.events", "hierarchies", len(hs))
+	tick := s.clock.NewTicker(s.cfg.Rediscover)
+	defer tick.Stop()
+	events := make(chan pidsevents.Event)
+	errc := make(chan error, 1)
+	go func() {
+		for {
+			ev, err := w.Next(ctx)
+			if err != nil {
+				errc <- err
+				return
+			}
+			select {
+			case events <- ev:
+			case <-ctx.Done():
+				errc <- ctx.Err()
+				return
+			}
+		}
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			_ = w.Close()
+			_ = <-errc // the reader goroutine has ended; its error is the cancellation
+			return ctx.Err()
+		case err := <-errc:
+			return err
+		case <-tick.C():
+			s.setTargets(w, hs, nil, false) // new cgroups start from zero
+		case ev := <-events:
+			s.stats.Rejected.Add(ev.Rejected)
+			s.deliver(Report{Kind: KindRejected, Time: s.clock.Now(), Event: ev})
+		}
+	}
+}
+
+func (s *Sources) setTargets(w *pidsevents.Watcher, hs []headroom.Hierarchy, last map[string]uint64, baseline bool) {
+	var targets []pidsevents.Target
+	for _, h := range hs {
+		found, err := headroom.Discover(s.cfg.Root, h)
+		if err != nil {
+			s.log.Warn("listing cgroups", "source", "pids.events", "err", err)
+		}
+		for _, t := range found {
+			targets = append(targets, pidsevents.Target{Hierarchy: h, Path: t.Path})
+		}
+		for _, p := range s.cfg.Cgroups {
+			targets = append(targets, pidsevents.Target{Hierarchy: h, Path: p})
+		}
+	}
+	w.Set(targets, last, baseline)
+}
+
+func (s *Sources) saveLoop(ctx context.Context, store *state.Store) {
+	tick := s.clock.NewTicker(s.cfg.SaveEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C():
+			s.save(store)
+		}
+	}
+}
+
+func (s *Sources) save(store *state.Store) {
+	st := state.State{PidsEvents: map[string]uint64{}}
+	if c := s.journalCursor.Load(); c != nil {
+		st.Journal.Cursor = *c
+	}
+	st.Kmsg = state.KmsgPos{BootID: s.bootID, Seq: s.kmsgSeq.Load()}
+	if w := s.watcher.Load(); w != nil {
+		st.PidsEvents = w.Counters()
+	}
+	if err := store.Save(st); err != nil {
+		s.log.Warn("saving state", "path", store.Path(), "err", fmt.Sprint(err))
+	}
+}
