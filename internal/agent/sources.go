@@ -333,7 +333,9 @@ func (s *Sources) runPidsEvents(ctx context.Context, last map[string]uint64, fre
 		select {
 		case <-ctx.Done():
 			_ = w.Close()
-			_ = <-errc // the reader goroutine has ended; its error is the cancellation
+			if err := <-errc; err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, pidsevents.ErrClosed) {
+				s.log.Debug("pids.events reader ended", "source", "pids.events", "err", err)
+			}
 			return ctx.Err()
 		case err := <-errc:
 			return err
