@@ -87,6 +87,7 @@ type Sources struct {
 	kmsgSeq       atomic.Uint64
 	bootID        string // read once in Run, before the sources start
 	watcher       atomic.Pointer[pidsevents.Watcher]
+	saveNow       chan struct{}
 }
 
 // Health indexes.
@@ -107,7 +108,7 @@ func NewSources(cfg Config, m *signature.Matcher, clk clock.WithTicker, log *slo
 	if cfg.Buffer <= 0 {
 		cfg.Buffer = 1024
 	}
-	return &Sources{cfg: cfg, m: m, clock: clk, log: log, out: make(chan Report, cfg.Buffer)}
+	return &Sources{cfg: cfg, m: m, clock: clk, log: log, out: make(chan Report, cfg.Buffer), saveNow: make(chan struct{}, 1)}
 }
 
 // Reports is where the sources deliver. When the consumer falls behind,
@@ -217,7 +218,7 @@ func (s *Sources) runJournal(ctx context.Context, cursor string) error {
 	if c := s.journalCursor.Load(); c != nil {
 		cursor = *c // a restart of the source resumes where it stopped
 	}
-	src, err := journal.OpenSource(journal.SourceOptions{Dir: s.cfg.JournalDir, Cursor: cursor})
+	src, err := journal.OpenSource(journal.SourceOptions{Dir: s.cfg.JournalDir, Cursor: cursor, Lazy: true})
 	if err != nil {
 		return err
 	}
@@ -228,22 +229,58 @@ func (s *Sources) runJournal(ctx context.Context, cursor string) error {
 		s.log.Warn("journal cursor no longer exists (vacuumed); resuming at the nearest entry", "source", "journal")
 	}
 	s.log.Info("source started", "source", "journal", "dir", s.cfg.JournalDir)
-	stream := s.m.NewStream()
+	// The exact position is recorded on the way out (this runs before the
+	// deferred Close above).
+	defer s.recordCursor(src)
+	context := func() []string { return src.Context(signature.ContextLines) }
+	var lastCursor time.Time
 	for {
 		l, err := src.Next(ctx)
 		if err != nil {
 			return err
 		}
 		s.stats.Lines.Add(1)
-		// journald copies every /dev/kmsg record into the journal. While the
-		// kmsg source runs it is the one path for kernel records, so that
-		// none is reported twice; without it the journal's copies count.
-		if l.Origin.Transport != "kernel" || !s.healthy[srcKmsg].Load() {
-			s.match(stream, l)
+		// The source read only MESSAGE; the trusted fields are read for the
+		// lines that match, and context for the rules that need it.
+		if h, ok := s.m.MatchWith(l.Message, context); ok {
+			if err := src.Fill(&l); err != nil {
+				return err
+			}
+			// journald copies every /dev/kmsg record into the journal. While
+			// the kmsg source runs it is the one path for kernel records, so
+			// that none is reported twice; without it the journal's copies count.
+			if l.Origin.Transport != "kernel" || !s.healthy[srcKmsg].Load() {
+				h.Trust = l.Trust(h.Kernel)
+				s.stats.Matches.Add(1)
+				s.deliver(Report{Kind: KindMatch, Time: s.clock.Now(), Line: l, Hit: h})
+				// A delivered match is recorded and saved at once, so that a
+				// restart, even after a crash, does not report it again.
+				s.recordCursor(src)
+				s.requestSave()
+				continue
+			}
 		}
-		if c, err := src.Cursor(); err == nil {
-			s.journalCursor.Store(&c)
+		// Other lines are recorded at most once a second: reading the
+		// cursor costs a call per entry, and re-reading a few non-matching
+		// lines after a crash reports nothing twice.
+		if now := s.clock.Now(); now.Sub(lastCursor) >= time.Second {
+			s.recordCursor(src)
+			lastCursor = now
 		}
+	}
+}
+
+func (s *Sources) recordCursor(src *journal.Source) {
+	if c, err := src.Cursor(); err == nil {
+		s.journalCursor.Store(&c)
+	}
+}
+
+// requestSave asks the saver to save now; it never blocks.
+func (s *Sources) requestSave() {
+	select {
+	case s.saveNow <- struct{}{}:
+	default:
 	}
 }
 
@@ -290,6 +327,7 @@ func (s *Sources) match(stream *signature.Stream, l logline.Line) {
 	}
 	s.stats.Matches.Add(1)
 	s.deliver(Report{Kind: KindMatch, Time: s.clock.Now(), Line: l, Hit: h})
+	s.requestSave()
 }
 
 func (s *Sources) runPidsEvents(ctx context.Context, last map[string]uint64, fresh bool) error {
@@ -373,6 +411,8 @@ func (s *Sources) saveLoop(ctx context.Context, store *state.Store) {
 		case <-ctx.Done():
 			return
 		case <-tick.C():
+			s.save(store)
+		case <-s.saveNow:
 			s.save(store)
 		}
 	}

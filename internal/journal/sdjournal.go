@@ -82,6 +82,12 @@ func (s *Source) seek() error {
 		}
 		s.stats.cursorLost.Store(true)
 	}
+	if s.opt.Head {
+		if err := s.j.SeekHead(); err != nil {
+			return fmt.Errorf("seeking to the journal's head: %w", err)
+		}
+		return nil
+	}
 	if err := s.j.SeekTail(); err != nil {
 		return fmt.Errorf("seeking to the journal's tail: %w", err)
 	}
@@ -136,8 +142,28 @@ func (s *Source) next() (logline.Line, bool, error) {
 	if err != nil || n == 0 {
 		return logline.Line{}, false, err
 	}
-	e := make(Entry, 12)
-	for _, f := range Fields() {
+	if s.opt.Lazy {
+		// Only the message: Fill reads the rest for the lines that need it.
+		msg, err := s.j.GetDataValue(FieldMessage)
+		if err != nil && !errors.Is(err, syscall.ENOENT) {
+			return logline.Line{}, false, fmt.Errorf("reading %s: %w", FieldMessage, err)
+		}
+		return logline.New(logline.SourceJournal, msg), true, nil
+	}
+	e, err := s.read(Fields())
+	if err != nil {
+		return logline.Line{}, false, err
+	}
+	if us, err := s.j.GetRealtimeUsec(); err == nil {
+		e[FieldRealtime] = strconv.FormatUint(us, 10)
+	}
+	return Translate(e), true, nil
+}
+
+// read reads fields of the current entry; absent ones are left out.
+func (s *Source) read(fields []string) (Entry, error) {
+	e := make(Entry, len(fields)+1)
+	for _, f := range fields {
 		if f == FieldRealtime {
 			continue
 		}
@@ -146,14 +172,71 @@ func (s *Source) next() (logline.Line, bool, error) {
 			if errors.Is(err, syscall.ENOENT) {
 				continue // the entry lacks the field
 			}
-			return logline.Line{}, false, fmt.Errorf("reading %s: %w", f, err)
+			return nil, fmt.Errorf("reading %s: %w", f, err)
 		}
 		e[f] = v
+	}
+	return e, nil
+}
+
+// Fill reads the rest of the fields of the entry Next returned last into l
+// (for a Lazy source). It must be called before the next Next.
+func (s *Source) Fill(l *logline.Line) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	e, err := s.read(Fields())
+	if err != nil {
+		return err
 	}
 	if us, err := s.j.GetRealtimeUsec(); err == nil {
 		e[FieldRealtime] = strconv.FormatUint(us, 10)
 	}
-	return Translate(e), true, nil
+	*l = Translate(e)
+	return nil
+}
+
+// contextScan bounds how far back Context looks.
+const contextScan = 64
+
+// Context returns up to k messages that the process of the current entry
+// (same _PID) wrote just before it, oldest first, looking back at most 64
+// entries, and leaves the journal where it was. It costs a few reads per
+// entry stepped over, so it is meant for the rare line whose meaning
+// depends on the lines before it.
+func (s *Source) Context(k int) []string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed.Load() {
+		return nil
+	}
+	pid, err := s.j.GetDataValue(FieldPID)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	steps := uint64(0)
+	for steps < contextScan && len(out) < k {
+		n, err := s.j.Previous()
+		if err != nil || n == 0 {
+			break
+		}
+		steps++
+		if p, err := s.j.GetDataValue(FieldPID); err == nil && p == pid {
+			if m, err := s.j.GetDataValue(FieldMessage); err == nil {
+				out = append(out, m)
+			}
+		}
+	}
+	if steps > 0 {
+		_, _ = s.j.NextSkip(steps) // back to the current entry
+	}
+	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
+		out[i], out[j] = out[j], out[i]
+	}
+	return out
 }
 
 // wait blocks up to Poll for the journal to change.

@@ -25,6 +25,12 @@ func (*Source) Next(context.Context) (logline.Line, error) { return logline.Line
 // Cursor is never reached.
 func (*Source) Cursor() (string, error) { return "", ErrNotSupported }
 
+// Fill is never reached.
+func (*Source) Fill(*logline.Line) error { return ErrNotSupported }
+
+// Context is never reached.
+func (*Source) Context(int) []string { return nil }
+
 // Stats is never reached.
 func (*Source) Stats() SourceStats { return SourceStats{} }
 

@@ -20,6 +20,12 @@ type SourceOptions struct {
 	// Cursor resumes after this entry; empty starts at the tail (only
 	// entries written after Open are read).
 	Cursor string
+	// Head reads the whole journal from its first entry (ignored with Cursor).
+	Head bool
+	// Lazy makes Next read only MESSAGE and the time: every other field
+	// costs a scan of the entry (sd_journal_get_data), so a consumer that
+	// needs them only for the rare lines that match calls Fill for those.
+	Lazy bool
 	// Poll bounds one wait for new entries before Next checks its context
 	// and Close (default 250ms).
 	Poll time.Duration

@@ -162,8 +162,13 @@ func TestCloseUnblocksNext(t *testing.T) {
 	r := openLive(t, Options{Start: StartAtEnd, Poll: time.Hour})
 	done := make(chan error, 1)
 	go func() {
-		_, err := r.Next(context.Background())
-		done <- err
+		// Other tests write to /dev/kmsg meanwhile: read until Close acts.
+		for {
+			if _, err := r.Next(context.Background()); err != nil {
+				done <- err
+				return
+			}
+		}
 	}()
 	time.Sleep(100 * time.Millisecond)
 	if err := r.Close(); err != nil {

@@ -84,7 +84,7 @@ var builtin = []Rule{
 	},
 	{
 		ID: "ShellForkFailed", Family: "shell", Class: ClassProcess, Strength: Definitive, ErrnoDecides: true,
-		Anchors: []string{"sh:", "sh[", "no more processes", "too many processes"},
+		Anchors: []string{"fork", "no more processes", "too many processes"},
 		Pattern: `(?:(?:^|[\s\[(/])-?(?:ba|z|k|mk|da|tc|c|a|fi|busybox )?sh|[\w./-]+\.sh)(?:\[\d+\])?:\s+(?:line \d+:\s+|\d+:\s+)?(?:fork:\s*(?P<errtext>[^\n]*)|(?:cannot|can't|unable to) fork\b[^\n]*|fork failed\b[^\n]*)|\bno more processes\b|fork failed - too many processes|cannot fork: too many processes`,
 	},
 
@@ -199,7 +199,7 @@ var builtin = []Rule{
 	},
 	{
 		ID: "CronForkFailed", Family: "cron", Class: ClassProcess, Strength: Corroborate,
-		Anchors: []string{"(cron)", "cron["},
+		Anchors: []string{"fork"},
 		Pattern: `(?:\(cron\)|\bcrond?\[\d+\]:)[^\n]*can'?t fork`,
 	},
 	{

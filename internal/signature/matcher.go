@@ -47,6 +47,7 @@ type Hit struct {
 
 // Matcher matches lines against a catalog. It is safe for concurrent use.
 type Matcher struct {
+	grams   gramFilter
 	ac      ahocorasick.AhoCorasick
 	anchors int
 	rules   []compiled
@@ -99,6 +100,7 @@ func NewMatcher(rules []Rule) (*Matcher, error) {
 		DFA:                  true,
 	})
 	m.ac = builder.Build(patterns)
+	m.grams = newGramFilter(patterns)
 	m.anchors = len(patterns)
 	return m, nil
 }
@@ -131,24 +133,39 @@ func (m *Matcher) Match(l logline.Line) (Hit, bool) {
 
 // MatchString matches a bare message; the hit's Trust is [logline.TrustNone].
 // Rules that need context ([Rule.After]) do not match; see [Stream].
-func (m *Matcher) MatchString(msg string) (Hit, bool) { return m.MatchAfter(msg, nil) }
+func (m *Matcher) MatchString(msg string) (Hit, bool) { return m.match(msg, nil) }
 
 // MatchAfter matches msg given prev, the previous messages of the same stream
 // (oldest first), which rules with [Rule.After] consult.
 func (m *Matcher) MatchAfter(msg string, prev []string) (Hit, bool) {
-	var h *history
-	if len(prev) > 0 {
-		h = &history{}
-		for _, p := range prev[max(0, len(prev)-ContextLines):] {
-			h.push(p)
-		}
-	}
-	return m.match(msg, h)
+	return m.MatchWith(msg, func() []string { return prev })
 }
 
-// match is MatchAfter with the context as a history, read only by rules
-// that need it.
-func (m *Matcher) match(msg string, prev *history) (Hit, bool) {
+// MatchWith matches msg and calls context — which returns the previous
+// messages of the same stream, oldest first — only when a rule that needs
+// context ([Rule.After]) has matched msg itself: a source for which context
+// is costly (the journal must step back to find it) pays only on such lines.
+func (m *Matcher) MatchWith(msg string, context func() []string) (Hit, bool) {
+	return m.match(msg, contextFunc(context))
+}
+
+// contextSource gives the previous lines of a stream, when asked.
+type contextSource interface {
+	previous() []string
+}
+
+type contextFunc func() []string
+
+func (f contextFunc) previous() []string {
+	if f == nil {
+		return nil
+	}
+	return f()
+}
+
+// match runs the prefilter and the rules; prev is read only by rules that
+// need context.
+func (m *Matcher) match(msg string, prev contextSource) (Hit, bool) {
 	var found anchorSet
 	if !m.scan(msg, &found) {
 		return Hit{}, false
@@ -167,7 +184,7 @@ func (m *Matcher) match(msg string, prev *history) (Hit, bool) {
 
 // scan runs the prefilter and reports whether any anchor occurs in msg.
 func (m *Matcher) scan(msg string, found *anchorSet) bool {
-	if len(msg) == 0 || m.anchors == 0 {
+	if len(msg) == 0 || m.anchors == 0 || !m.grams.mayMatch(msg) {
 		return false
 	}
 	// The automaton only reads the haystack; viewing the string's bytes
@@ -184,7 +201,7 @@ func (m *Matcher) scan(msg string, found *anchorSet) bool {
 
 // confirm runs the rule's expressions over msg (and prev, for a rule that
 // needs context; nil means none) and extracts the fields.
-func (c *compiled) confirm(msg string, prev *history) (Hit, bool) {
+func (c *compiled) confirm(msg string, prev contextSource) (Hit, bool) {
 	sm := c.re.FindStringSubmatchIndex(msg)
 	if sm == nil {
 		return Hit{}, false
@@ -192,7 +209,7 @@ func (c *compiled) confirm(msg string, prev *history) (Hit, bool) {
 	if c.reject != nil && c.reject.MatchString(msg) {
 		return Hit{}, false
 	}
-	if c.after != nil && (prev == nil || !anyMatch(c.after, prev.ordered())) {
+	if c.after != nil && (prev == nil || !anyMatch(c.after, lastLines(prev.previous()))) {
 		return Hit{}, false
 	}
 	group := func(gs []int) string {
@@ -266,3 +283,6 @@ func clip(s string) string {
 }
 
 func utf8RuneStart(b byte) bool { return b&0xC0 != 0x80 }
+
+// lastLines keeps the last ContextLines lines.
+func lastLines(l []string) []string { return l[max(0, len(l)-ContextLines):] }

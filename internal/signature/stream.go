@@ -39,6 +39,8 @@ func (h *history) push(s string) {
 	h.n++
 }
 
+func (h *history) previous() []string { return h.ordered() }
+
 // ordered returns the remembered lines, oldest first.
 func (h *history) ordered() []string {
 	k := min(h.n, ContextLines)
