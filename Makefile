@@ -20,14 +20,14 @@ help:
 build:
 	$(GO) build -o $(BIN)/ ./cmd/...
 
-## run: the main job in the foreground on this machine (see README: until the live detector lands it replays the bundled real captures)
+## run: the detector in the foreground on this machine: the start-up diagnosis, then every creation failure as it happens (Ctrl-C stops)
 .PHONY: run
 run: build
-	@echo "pidpressure: the live detector ('pidpressure watch') is not built yet; replaying the bundled real captures instead."
-	@echo "--- journal entries captured from real failing programs (testdata/journal/capture-failures.json)"
-	$(BIN)/pidpressure replay --format journal-json testdata/journal/capture-failures.json
-	@echo "--- kernel records captured from /dev/kmsg (testdata/kmsg/pids-fork-rejected.txt)"
-	$(BIN)/pidpressure replay --format kmsg testdata/kmsg/pids-fork-rejected.txt
+	@echo "pidpressure: diagnosing this machine, then following the journal, /dev/kmsg and pids.events (Ctrl-C to stop)."
+	@echo "(The NodeCondition verdict, 'pidpressure watch', is not built yet; this is the live detector without it.)"
+	$(BIN)/pidpressure diagnose
+	@mkdir -p $(CACHE)/state
+	$(BIN)/pidpressure tail --state-dir $(CACHE)/state
 
 ## test: every test — unit, live-host and end-to-end — with the race detector
 .PHONY: test
@@ -39,11 +39,11 @@ test:
 test-short:
 	$(GO) test -short -count=1 ./...
 
-## bench: the benchmarks with their baselines (see docs/benchmarks.md); ThreadScaling adds 20,000 threads for a few seconds
+## bench: the benchmarks with their baselines, one package at a time so that none disturbs another (docs/benchmarks.md); ThreadScaling adds 20,000 threads for a few seconds
 .PHONY: bench
 bench:
-	$(GO) test -run '^$$' -bench 'Matcher$$|NPDBaseline|RegexpList|NodeSample|Walk' -benchmem -count 1 ./internal/signature/ ./internal/headroom/
-	$(GO) test -run '^$$' -bench 'Ratios|ThreadScaling' -benchtime 1x -count 1 ./internal/signature/ ./internal/headroom/
+	$(GO) test -p 1 -run '^$$' -bench 'Matcher$$|NPDBaseline|RegexpList|NodeSample|Walk' -benchmem -count 1 ./internal/signature/ ./internal/headroom/
+	$(GO) test -p 1 -run '^$$' -bench 'Ratios|ThreadScaling|JournalIngest|IdleFootprint' -benchtime 1x -count 1 ./internal/signature/ ./internal/headroom/ ./internal/journal/ ./cmd/pidpressure/
 
 ## fuzz: run each fuzz target for FUZZTIME (default 15s)
 .PHONY: fuzz

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -144,11 +145,13 @@ func (s *Source) next() (logline.Line, bool, error) {
 	}
 	if s.opt.Lazy {
 		// Only the message: Fill reads the rest for the lines that need it.
-		msg, err := s.j.GetDataValue(FieldMessage)
+		// GetData returns "MESSAGE=…"; slicing the prefix off spares the
+		// split (and its allocation) that GetDataValue makes.
+		data, err := s.j.GetData(FieldMessage)
 		if err != nil && !errors.Is(err, syscall.ENOENT) {
 			return logline.Line{}, false, fmt.Errorf("reading %s: %w", FieldMessage, err)
 		}
-		return logline.New(logline.SourceJournal, msg), true, nil
+		return logline.New(logline.SourceJournal, strings.TrimPrefix(data, FieldMessage+"=")), true, nil
 	}
 	e, err := s.read(Fields())
 	if err != nil {
