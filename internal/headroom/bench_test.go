@@ -11,9 +11,10 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/pidpressure/pidpressure/internal/hostfs"
 )
@@ -88,11 +89,12 @@ func threadsOf(b *testing.B, pid int) int {
 	return len(ts)
 }
 
-// threadCPU returns the CPU time used so far by the calling OS thread.
+// threadCPU returns the CPU time used so far by the calling OS thread, to
+// the nanosecond (getrusage's RUSAGE_THREAD is tick-grained).
 func threadCPU() time.Duration {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(1 /* RUSAGE_THREAD */, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	var ts unix.Timespec
+	_ = unix.ClockGettime(unix.CLOCK_THREAD_CPUTIME_ID, &ts)
+	return time.Duration(ts.Nano())
 }
 
 // medianNs times f rounds×reps times and returns the median CPU ns per call,

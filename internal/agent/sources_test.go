@@ -1,0 +1,124 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	testclock "k8s.io/utils/clock/testing"
+
+	"github.com/pidpressure/pidpressure/internal/journal"
+	"github.com/pidpressure/pidpressure/internal/logline"
+	"github.com/pidpressure/pidpressure/internal/signature"
+)
+
+func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func newTestSources(t *testing.T, clk *testclock.FakeClock, buffer int) *Sources {
+	t.Helper()
+	m, err := signature.NewDefault()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return NewSources(Config{Buffer: buffer}, m, clk, quietLog())
+}
+
+// TestSuperviseBacksOff: a failing source is restarted after 1 s, 2 s, 4 s…
+// on the injected clock, never in a tight loop.
+func TestSuperviseBacksOff(t *testing.T) {
+	t.Parallel()
+	clk := testclock.NewFakeClock(time.Unix(0, 0))
+	s := newTestSources(t, clk, 1)
+	var runs atomic.Int32
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		s.supervise(ctx, "test", func(context.Context) error { runs.Add(1); return errors.New("boom") })
+		close(done)
+	}()
+	waitFor := func(n int32) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for runs.Load() < n && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+		if got := runs.Load(); got != n {
+			t.Fatalf("runs = %d, want %d", got, n)
+		}
+	}
+	waitFor(1)
+	for _, step := range []time.Duration{time.Second, 2 * time.Second, 4 * time.Second} {
+		// Just short of the backoff: no restart.
+		for !clk.HasWaiters() {
+			time.Sleep(time.Millisecond)
+		}
+		before := runs.Load()
+		clk.Step(step - time.Millisecond)
+		time.Sleep(20 * time.Millisecond)
+		if runs.Load() != before {
+			t.Fatalf("restarted before its %v backoff", step)
+		}
+		clk.Step(time.Millisecond)
+		waitFor(before + 1)
+	}
+	cancel()
+	<-done
+}
+
+// TestSuperviseGivesUpWhenNotSupported: a source this host cannot provide is
+// not retried.
+func TestSuperviseGivesUpWhenNotSupported(t *testing.T) {
+	t.Parallel()
+	s := newTestSources(t, testclock.NewFakeClock(time.Unix(0, 0)), 1)
+	var runs atomic.Int32
+	s.supervise(context.Background(), "journal", func(context.Context) error {
+		runs.Add(1)
+		return journal.ErrNotSupported
+	})
+	if runs.Load() != 1 {
+		t.Errorf("runs = %d, want 1", runs.Load())
+	}
+}
+
+// TestDeliverDropsAndCounts: with nobody reading, reports beyond the buffer
+// are dropped and counted; delivery never blocks.
+func TestDeliverDropsAndCounts(t *testing.T) {
+	t.Parallel()
+	s := newTestSources(t, testclock.NewFakeClock(time.Unix(0, 0)), 4)
+	stream := s.m.NewStream()
+	done := make(chan struct{})
+	go func() {
+		for i := 0; i < 10; i++ {
+			s.match(stream, logline.New(logline.SourceText, "bash: fork: retry: Resource temporarily unavailable"))
+		}
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("delivery blocked")
+	}
+	if got := s.stats.Dropped.Load(); got != 6 || len(s.Reports()) != 4 || s.stats.Matches.Load() != 10 {
+		t.Errorf("dropped %d, queued %d, matches %d; want 6, 4, 10", got, len(s.Reports()), s.stats.Matches.Load())
+	}
+}
+
+// TestRunWithNothingEnabled returns when its context ends.
+func TestRunWithNothingEnabled(t *testing.T) {
+	t.Parallel()
+	s := newTestSources(t, testclock.NewFakeClock(time.Unix(0, 0)), 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := s.Run(ctx); err != nil {
+		t.Errorf("Run = %v, want nil on cancellation", err)
+	}
+}
+
+func TestPrewarmThreads(t *testing.T) {
+	t.Parallel()
+	PrewarmThreads(4, 0) // returns once the threads existed; must not hang or leak goroutines
+}
