@@ -278,3 +278,82 @@ func TestCloseUnblocksNext(t *testing.T) {
 		t.Fatal("Close did not unblock Next")
 	}
 }
+
+// TestVacuumUnderTheReader: journal files are archived and deleted (as
+// journald's vacuuming does) while a source follows them, and a source
+// restarted with a cursor into a deleted file resumes at the nearest entry,
+// says so, and reads on. Runs on a journal namespace of its own.
+func TestVacuumUnderTheReader(t *testing.T) {
+	if testing.Short() {
+		t.Skip("live journald test")
+	}
+	ns := journald.StartNamespace(t, fmt.Sprintf("ppvac%d", os.Getpid()))
+	send := func(from, to int) {
+		var es []map[string]string
+		for i := from; i < to; i++ {
+			es = append(es, map[string]string{"MESSAGE": fmt.Sprintf("vac %d", i)})
+		}
+		ns.Send(t, es...)
+	}
+	readUntil := func(s *Source, want string) []string {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		var got []string
+		for {
+			l, err := s.Next(ctx)
+			if err != nil {
+				t.Fatalf("reading up to %q (have %d): %v", want, len(got), err)
+			}
+			if strings.HasPrefix(l.Message, "vac ") {
+				got = append(got, l.Message)
+				if l.Message == want {
+					return got
+				}
+			}
+		}
+	}
+	send(0, 100)
+	time.Sleep(300 * time.Millisecond)
+	s, err := OpenSource(SourceOptions{Dir: ns.Dir, Head: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = s.Close() }()
+	readUntil(s, "vac 49")
+	cursor, err := s.Cursor()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns.Rotate(t)
+	time.Sleep(300 * time.Millisecond)
+	send(100, 200)
+	time.Sleep(300 * time.Millisecond)
+	archived, _ := filepath.Glob(filepath.Join(ns.Dir, "system@*.journal"))
+	if len(archived) == 0 {
+		t.Fatal("rotation archived nothing")
+	}
+	for _, f := range archived {
+		if err := os.Remove(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The following source goes on to the new file's entries.
+	got := readUntil(s, "vac 199")
+	if got[len(got)-1] != "vac 199" {
+		t.Errorf("following source ended at %q", got[len(got)-1])
+	}
+	// A new source with the cursor into the deleted file.
+	s2, err := OpenSource(SourceOptions{Dir: ns.Dir, Cursor: cursor})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = s2.Close() }()
+	if !s2.Stats().CursorLost {
+		t.Error("cursor into a vacuumed file not reported lost")
+	}
+	got = readUntil(s2, "vac 199")
+	if got[0] != "vac 100" {
+		t.Errorf("resumed at %q, want the nearest surviving entry, vac 100", got[0])
+	}
+}

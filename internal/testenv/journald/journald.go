@@ -229,3 +229,11 @@ func (ns *Namespace) Send(t testing.TB, entries ...map[string]string) {
 		}
 	}
 }
+
+// Rotate makes the namespace's journald archive its active file (SIGUSR2).
+func (ns *Namespace) Rotate(t testing.TB) {
+	t.Helper()
+	if err := syscall.Kill(ns.pid, syscall.SIGUSR2); err != nil {
+		t.Fatal(err)
+	}
+}
