@@ -1,0 +1,468 @@
+package verdict
+
+import (
+	"fmt"
+	"math"
+	"sort"
+	"time"
+
+	"k8s.io/utils/clock"
+
+	"github.com/pidpressure/pidpressure/internal/headroom"
+	"github.com/pidpressure/pidpressure/internal/logline"
+	"github.com/pidpressure/pidpressure/internal/signature"
+)
+
+// ConditionType is the node condition this agent owns. Never kubelet's
+// PIDPressure.
+const ConditionType = "PIDPressureRisk"
+
+// Reason is the condition's reason.
+type Reason string
+
+// The condition reasons, highest first.
+const (
+	ReasonExhausted  Reason = "PIDExhausted"
+	ReasonPredicted  Reason = "PIDExhaustionPredicted"
+	ReasonLow        Reason = "PIDHeadroomLow"
+	ReasonSufficient Reason = "PIDHeadroomSufficient"
+)
+
+// EventReason is an Event's reason.
+type EventReason string
+
+// The Event reasons.
+const (
+	EventProcessCreationFailed EventReason = "ProcessCreationFailed"
+	EventThreadCreationFailed  EventReason = "ThreadCreationFailed"
+	EventPodPIDsLimitReached   EventReason = "PodPIDsLimitReached"
+	EventUnitTasksMaxReached   EventReason = "UnitTasksMaxReached"
+	EventUserProcessLimit      EventReason = "UserProcessLimitReached"
+	EventZombiesAccumulating   EventReason = "ZombieProcessesAccumulating"
+	EventPIDLimitMisconfigured EventReason = "PIDLimitMisconfigured"
+	eventOtherSubjectsSuffix               = " (other subjects)"
+)
+
+// Condition is the state of PIDPressureRisk.
+type Condition struct {
+	Type               string    `json:"type"`
+	Status             bool      `json:"status"`
+	Reason             Reason    `json:"reason"`
+	Message            string    `json:"message"`
+	LastTransitionTime time.Time `json:"lastTransitionTime"`
+}
+
+// Event is one Event to announce.
+type Event struct {
+	Reason EventReason `json:"reason"`
+	// Warning is false for Normal events.
+	Warning bool   `json:"warning"`
+	Subject string `json:"subject"`
+	Message string `json:"message"`
+	// Count is how many times the fact was seen since it was first announced.
+	Count     int       `json:"count"`
+	FirstTime time.Time `json:"firstTime"`
+	LastTime  time.Time `json:"lastTime"`
+}
+
+// Config holds the thresholds.
+type Config struct {
+	// WarningPercent of the node limit turns the condition True (PIDHeadroomLow).
+	WarningPercent float64
+	// RecoveryPercent: the condition turns False only below it.
+	RecoveryPercent float64
+	// QuietPeriod: and only after this long without a reason to be True.
+	QuietPeriod time.Duration
+	// FailureWindow: a node-level failure keeps PIDExhausted this long.
+	FailureWindow time.Duration
+	// TrendWindow is the span of samples the trend is fitted over.
+	TrendWindow time.Duration
+	// Horizon: a predicted exhaustion within it is PIDExhaustionPredicted.
+	Horizon time.Duration
+	// MinTrendSamples and MinTrendGrowth keep the prediction off noise and
+	// tiny numbers: the fit needs that many samples and that many tasks of
+	// growth over its span.
+	MinTrendSamples int
+	MinTrendGrowth  uint64
+	// EventInterval: a subject's repeats are announced at most once per it.
+	EventInterval time.Duration
+	// MaxSubjects announced per interval per reason; the rest are folded
+	// into one event per reason.
+	MaxSubjects int
+	// ZombieThreshold: a parent holding this many zombies is announced.
+	ZombieThreshold uint64
+	// MaxMessage bounds messages (bytes).
+	MaxMessage int
+}
+
+// DefaultConfig returns the defaults.
+func DefaultConfig() Config {
+	return Config{
+		WarningPercent:  85,
+		RecoveryPercent: 80,
+		QuietPeriod:     5 * time.Minute,
+		FailureWindow:   2 * time.Minute,
+		TrendWindow:     10 * time.Minute,
+		Horizon:         30 * time.Minute,
+		MinTrendSamples: 6,
+		MinTrendGrowth:  500,
+		EventInterval:   5 * time.Minute,
+		MaxSubjects:     5,
+		ZombieThreshold: 50,
+		MaxMessage:      1024,
+	}
+}
+
+// Failure is one observed failure to create a task (a matched log line or a
+// pids.events increase), with the limit it was attributed to at that moment.
+type Failure struct {
+	// Class is process or thread ("" for a refused-fork count: fork, process).
+	Class signature.Class
+	// Signature is the matched signature ("" for a refused-fork count).
+	Signature string
+	// Trust of the line (TrustKernel for a pids.events count).
+	Trust logline.Trust
+	// Who is a short description of the process, e.g.
+	// "kubelet (pid 3124, kubelet.service)"; "" when unknown.
+	Who string
+	// Attribution is the binding limit at the time.
+	Attribution headroom.Attribution
+	// Refused is the number of forks a pids.events increase counted (0 for a line).
+	Refused uint64
+}
+
+// sample is one node headroom sample.
+type sample struct {
+	t     time.Time
+	tasks uint64
+	limit uint64
+}
+
+type agg struct {
+	ev           Event
+	pending      int
+	lastAnnounce time.Time
+}
+
+// Correlator holds the verdict. It is not safe for concurrent use.
+type Correlator struct {
+	cfg   Config
+	clock clock.PassiveClock
+
+	node    headroom.Node
+	hasNode bool
+	samples []sample
+
+	lastNodeFailure time.Time
+	nodeFailureMsg  string
+	lastUnitFailure time.Time
+	unitFailureMsg  string
+
+	cond    Condition
+	lastBad time.Time
+
+	aggs      map[string]*agg
+	announced map[EventReason]int // new subjects announced in the current interval
+	window    time.Time           // start of the current interval
+	out       []Event
+}
+
+// New returns a correlator whose condition starts False.
+func New(cfg Config, clk clock.PassiveClock) *Correlator {
+	now := clk.Now()
+	return &Correlator{
+		cfg:       cfg,
+		clock:     clk,
+		cond:      Condition{Type: ConditionType, Reason: ReasonSufficient, Message: "no headroom sample yet", LastTransitionTime: now},
+		aggs:      map[string]*agg{},
+		announced: map[EventReason]int{},
+		window:    now,
+	}
+}
+
+// Record adds a node headroom sample.
+func (c *Correlator) Record(n headroom.Node) {
+	now := c.clock.Now()
+	c.node, c.hasNode = n, true
+	c.samples = append(c.samples, sample{t: now, tasks: n.Tasks, limit: n.Limit})
+	cut := 0
+	for cut < len(c.samples) && now.Sub(c.samples[cut].t) > c.cfg.TrendWindow {
+		cut++
+	}
+	c.samples = c.samples[cut:]
+}
+
+// Observe takes one failure.
+func (c *Correlator) Observe(f Failure) {
+	now := c.clock.Now()
+	a := f.Attribution
+	who := f.Who
+	if who == "" {
+		who = "a process"
+	}
+	verb := "cannot create processes"
+	reason := EventProcessCreationFailed
+	if f.Class == signature.ClassThread {
+		verb, reason = "cannot create threads", EventThreadCreationFailed
+	}
+	if f.Trust == logline.TrustForged {
+		// A kernel message from a non-kernel origin: announce it, rate
+		// limited, and let it count for nothing else.
+		c.event(reason, "forged", fmt.Sprintf("%s wrote a kernel message it cannot have written (%s): ignored for the node condition", who, f.Signature), true)
+		return
+	}
+	switch a.Layer {
+	case headroom.LayerNode:
+		c.lastNodeFailure = now
+		c.nodeFailureMsg = fmt.Sprintf("%s %s: %s", who, verb, nodeNumbers(a.Node, c.cfg))
+		c.event(reason, subjectOf(f), c.nodeFailureMsg, true)
+	case headroom.LayerCgroup:
+		cg := a.Cgroup
+		switch {
+		case cg != nil && cg.Kind == "unit" && isNodeUnit(cg.Unit):
+			c.lastUnitFailure = now
+			c.unitFailureMsg = fmt.Sprintf("%s is at its TasksMax: %d of %d tasks (pids.max of %s), %d forks refused; set TasksMax=infinity for %s", cg.Unit, cg.Current, cg.Max.Value, cg.Path, cg.Rejected, cg.Unit)
+			c.event(EventUnitTasksMaxReached, cg.Unit, c.unitFailureMsg, true)
+		case cg != nil && (cg.Kind == "pod" || cg.Kind == "container"):
+			subject := cg.Path
+			if cg.Pod != nil {
+				subject = cg.Pod.String()
+			}
+			c.event(EventPodPIDsLimitReached, subject, fmt.Sprintf("pod %s is at its pids limit: %d of %d tasks (pids.max of %s), %d forks refused; the pod is contained by design: find what it forks or raise its limit (kubelet podPidsLimit)", subject, cg.Current, cg.Max.Value, cg.Path, cg.Rejected), true)
+		case cg != nil && cg.Kind == "unit":
+			c.event(EventUnitTasksMaxReached, cg.Unit, fmt.Sprintf("%s is at its TasksMax: %d of %d tasks (pids.max of %s), %d forks refused", cg.Unit, cg.Current, cg.Max.Value, cg.Path, cg.Rejected), true)
+		case cg != nil:
+			c.event(reason, cg.Path, fmt.Sprintf("%s %s: cgroup %s has %d of %d tasks (pids.max), %d forks refused", who, verb, cg.Path, cg.Current, cg.Max.Value, cg.Rejected), true)
+		}
+	case headroom.LayerUser:
+		u := a.User
+		subject := "uid ?"
+		if u != nil {
+			subject = fmt.Sprintf("uid %d", u.UID)
+		}
+		c.event(EventUserProcessLimit, subject, fmt.Sprintf("%s %s: %s; raise RLIMIT_NPROC (ulimit -u, LimitNPROC=) for it, or run fewer tasks as that user", who, verb, a.Reason), true)
+	default:
+		c.event(reason, subjectOf(f), fmt.Sprintf("%s %s: %s", who, verb, a.Reason), true)
+	}
+}
+
+// ObserveZombies announces parents holding many zombies.
+func (c *Correlator) ObserveZombies(parents []headroom.ZombieParent) {
+	for _, z := range parents {
+		if z.Zombies < c.cfg.ZombieThreshold {
+			continue
+		}
+		where := z.Cgroup
+		if z.Pod != nil {
+			where = "pod " + z.Pod.String()
+		}
+		c.event(EventZombiesAccumulating, fmt.Sprintf("pid %d", z.PID), fmt.Sprintf("%s (pid %d, %s) holds %d zombie processes, each taking a PID: it does not reap its children", z.Comm, z.PID, where, z.Zombies), true)
+	}
+}
+
+// ObserveAudit announces the start-up audit's warnings (as Normal events for
+// info findings).
+func (c *Correlator) ObserveAudit(findings []headroom.Finding) {
+	for _, f := range findings {
+		c.event(EventPIDLimitMisconfigured, f.Check, f.Message+"; "+f.Remedy, f.Severity != headroom.SeverityInfo)
+	}
+}
+
+// subjectOf names the subject of a failure for aggregation.
+func subjectOf(f Failure) string {
+	if f.Who != "" {
+		return f.Who
+	}
+	return "node"
+}
+
+func isNodeUnit(u string) bool {
+	for _, n := range headroom.NodeUnits() {
+		if n == u {
+			return true
+		}
+	}
+	return false
+}
+
+// event records one occurrence of (reason, subject) and queues an Event
+// when it is new and the per-interval cap allows.
+func (c *Correlator) event(reason EventReason, subject, msg string, warning bool) {
+	now := c.clock.Now()
+	c.rollWindow(now)
+	key := string(reason) + "|" + subject
+	a := c.aggs[key]
+	if a == nil {
+		if c.announced[reason] >= c.cfg.MaxSubjects {
+			// Too many subjects this interval: fold into one per reason.
+			subject = "other subjects"
+			msg = "more " + string(reason) + " events than can be announced separately; see the agent's metrics and pidpressure diagnose"
+			key = string(reason) + "|" + subject
+			a = c.aggs[key]
+		}
+	}
+	if a == nil {
+		a = &agg{ev: Event{Reason: reason, Warning: warning, Subject: subject, FirstTime: now}}
+		c.aggs[key] = a
+		c.announced[reason]++
+		a.ev.Count, a.ev.LastTime, a.ev.Message = 1, now, c.clip(msg)
+		a.lastAnnounce = now
+		c.out = append(c.out, a.ev)
+		return
+	}
+	a.ev.Count++
+	a.ev.LastTime = now
+	a.ev.Message = c.clip(msg)
+	a.pending++
+}
+
+func (c *Correlator) rollWindow(now time.Time) {
+	if now.Sub(c.window) >= c.cfg.EventInterval {
+		c.window = now
+		clear(c.announced)
+	}
+}
+
+func (c *Correlator) clip(s string) string { return logline.Sanitize(s, c.cfg.MaxMessage) }
+
+// Evaluate returns the condition now and the Events to announce since the
+// last call.
+func (c *Correlator) Evaluate() (Condition, []Event) {
+	now := c.clock.Now()
+	c.rollWindow(now)
+	for key, a := range c.aggs {
+		switch {
+		case a.pending > 0 && now.Sub(a.lastAnnounce) >= c.cfg.EventInterval:
+			a.pending, a.lastAnnounce = 0, now
+			e := a.ev
+			e.Message = c.clip(fmt.Sprintf("%s (%d times since %s)", e.Message, e.Count, e.FirstTime.UTC().Format(time.RFC3339)))
+			c.out = append(c.out, e)
+		case a.pending == 0 && now.Sub(a.ev.LastTime) > 2*c.cfg.EventInterval:
+			delete(c.aggs, key) // quiet for two intervals: a new occurrence is news again
+		}
+	}
+	events := c.out
+	c.out = nil
+	sort.SliceStable(events, func(i, j int) bool { return events[i].LastTime.Before(events[j].LastTime) })
+
+	reason, msg := c.desired(now)
+	switch {
+	case reason != ReasonSufficient:
+		c.lastBad = now
+		if !c.cond.Status {
+			c.cond.Status, c.cond.LastTransitionTime = true, now
+		}
+		c.cond.Reason, c.cond.Message = reason, c.clip(msg)
+	case c.cond.Status:
+		// Hysteresis: back to False only below the recovery threshold and
+		// after the quiet period.
+		quiet := now.Sub(c.lastBad)
+		if c.hasNode && c.node.UsedPercent < c.cfg.RecoveryPercent && quiet >= c.cfg.QuietPeriod {
+			c.cond.Status, c.cond.LastTransitionTime = false, now
+			c.cond.Reason, c.cond.Message = ReasonSufficient, c.clip(msg)
+		} else {
+			c.cond.Message = c.clip(fmt.Sprintf("recovering: %s; clears after %s below %.0f %%", msg, c.cfg.QuietPeriod-quiet, c.cfg.RecoveryPercent))
+		}
+	default:
+		c.cond.Reason, c.cond.Message = ReasonSufficient, c.clip(msg)
+	}
+	return c.cond, events
+}
+
+// Condition returns the condition as last evaluated.
+func (c *Correlator) Condition() Condition { return c.cond }
+
+// desired is the reason the evidence supports now, with its message.
+func (c *Correlator) desired(now time.Time) (Reason, string) {
+	if !c.lastUnitFailure.IsZero() && now.Sub(c.lastUnitFailure) <= c.cfg.FailureWindow {
+		return ReasonExhausted, c.unitFailureMsg
+	}
+	if !c.lastNodeFailure.IsZero() && now.Sub(c.lastNodeFailure) <= c.cfg.FailureWindow {
+		return ReasonExhausted, c.nodeFailureMsg
+	}
+	if !c.hasNode {
+		return ReasonSufficient, "no headroom sample yet"
+	}
+	if tte, rate, ok := c.predict(); ok && tte <= c.cfg.Horizon {
+		return ReasonPredicted, fmt.Sprintf("%s, growing %.1f tasks/s: the limit is reached in about %s", nodeNumbers(c.node, c.cfg), rate, tte.Round(time.Minute))
+	}
+	if c.node.UsedPercent >= c.cfg.WarningPercent {
+		return ReasonLow, fmt.Sprintf("%s (warning at %.0f %%)", nodeNumbers(c.node, c.cfg), c.cfg.WarningPercent)
+	}
+	return ReasonSufficient, nodeNumbers(c.node, c.cfg)
+}
+
+// predict fits a line to the samples of the trend window (least squares)
+// and returns the time until the limit, the growth rate in tasks per
+// second, and whether the fit is worth trusting: enough samples over half
+// the window at least, real growth, and a line that explains the points.
+func (c *Correlator) predict() (time.Duration, float64, bool) {
+	s := c.samples
+	if len(s) < c.cfg.MinTrendSamples {
+		return 0, 0, false
+	}
+	span := s[len(s)-1].t.Sub(s[0].t)
+	if span < c.cfg.TrendWindow/2 {
+		return 0, 0, false
+	}
+	var sx, sy, sxx, sxy float64
+	n := float64(len(s))
+	for _, p := range s {
+		x := p.t.Sub(s[0].t).Seconds()
+		y := float64(p.tasks)
+		sx, sy, sxx, sxy = sx+x, sy+y, sxx+x*x, sxy+x*y
+	}
+	den := n*sxx - sx*sx
+	if den == 0 {
+		return 0, 0, false
+	}
+	slope := (n*sxy - sx*sy) / den
+	if slope <= 0 || slope*span.Seconds() < float64(c.cfg.MinTrendGrowth) {
+		return 0, 0, false
+	}
+	// Coefficient of determination: noise around a flat line is not a trend.
+	mean := sy / n
+	icept := (sy - slope*sx) / n
+	var ssTot, ssRes float64
+	for _, p := range s {
+		x := p.t.Sub(s[0].t).Seconds()
+		y := float64(p.tasks)
+		ssTot += (y - mean) * (y - mean)
+		ssRes += (y - (icept + slope*x)) * (y - (icept + slope*x))
+	}
+	if ssTot == 0 || 1-ssRes/ssTot < 0.6 {
+		return 0, 0, false
+	}
+	last := s[len(s)-1]
+	if last.tasks >= last.limit {
+		return 0, slope, true
+	}
+	secs := float64(last.limit-last.tasks) / slope
+	if secs > float64(math.MaxInt64/int64(time.Second)) {
+		return 0, 0, false
+	}
+	return time.Duration(secs * float64(time.Second)), slope, true
+}
+
+// nodeNumbers renders the node layer the way an on-call note would.
+func nodeNumbers(n headroom.Node, _ Config) string {
+	s := fmt.Sprintf("node tasks %d of %d usable (%.0f%%), binding limit %s=%d", n.Tasks, n.Limit, n.UsedPercent, n.Binding.Sysctl(), limitValue(n))
+	return s + "; " + remedy(n)
+}
+
+func limitValue(n headroom.Node) uint64 {
+	if n.Binding == headroom.BindingThreadsMax {
+		return n.ThreadsMax
+	}
+	return n.PIDMax
+}
+
+func remedy(n headroom.Node) string {
+	if n.Binding == headroom.BindingThreadsMax {
+		return fmt.Sprintf("raise kernel.threads-max (now %d)", n.ThreadsMax)
+	}
+	if n.PIDMax < headroom.RecommendedPIDMax {
+		return fmt.Sprintf("raise kernel.pid_max (e.g. %d)", headroom.RecommendedPIDMax)
+	}
+	return "find what is creating tasks (pidpressure diagnose)"
+}

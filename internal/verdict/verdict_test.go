@@ -1,0 +1,319 @@
+package verdict
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	testclock "k8s.io/utils/clock/testing"
+
+	"github.com/pidpressure/pidpressure/internal/headroom"
+	"github.com/pidpressure/pidpressure/internal/logline"
+	"github.com/pidpressure/pidpressure/internal/signature"
+)
+
+var t0 = time.Date(2026, 11, 30, 9, 0, 0, 0, time.UTC)
+
+// node returns a node at tasks of pid_max 32768 (32468 usable).
+func node(tasks uint64) headroom.Node {
+	n := headroom.Node{Tasks: tasks, PIDMax: 32768, ThreadsMax: 249047, LastPID: 30000, PIDLimit: 32468, Limit: 32468, Binding: headroom.BindingPIDMax}
+	n.UsedPercent = float64(tasks) * 100 / float64(n.Limit)
+	return n
+}
+
+func newC(t *testing.T) (*Correlator, *testclock.FakeClock) {
+	t.Helper()
+	clk := testclock.NewFakeClock(t0)
+	return New(DefaultConfig(), clk), clk
+}
+
+func nodeFailure(n headroom.Node) Failure {
+	return Failure{
+		Class: signature.ClassThread, Signature: "GoThreadCreateFailed", Trust: logline.TrustAttributed,
+		Who:         "kubelet (pid 3124, kubelet.service)",
+		Attribution: headroom.Attribution{Layer: headroom.LayerNode, Limit: "pid_max", Used: n.Tasks, Max: n.Limit, Node: n},
+	}
+}
+
+func TestStartsFalse(t *testing.T) {
+	t.Parallel()
+	c, _ := newC(t)
+	cond, events := c.Evaluate()
+	if cond.Status || cond.Reason != ReasonSufficient || cond.Type != "PIDPressureRisk" || !cond.LastTransitionTime.Equal(t0) || len(events) != 0 {
+		t.Errorf("initial = %+v, %v", cond, events)
+	}
+	c.Record(node(900))
+	if cond, _ := c.Evaluate(); cond.Status || !strings.Contains(cond.Message, "node tasks 900 of 32468 usable") {
+		t.Errorf("healthy = %+v", cond)
+	}
+}
+
+// TestHeadroomLowAndHysteresis walks the condition through warning,
+// message updates, the hysteresis band and the quiet period.
+func TestHeadroomLowAndHysteresis(t *testing.T) {
+	t.Parallel()
+	c, clk := newC(t)
+	c.Record(node(28000)) // 86 %
+	cond, _ := c.Evaluate()
+	if !cond.Status || cond.Reason != ReasonLow || !cond.LastTransitionTime.Equal(t0) {
+		t.Fatalf("at 86 %%: %+v", cond)
+	}
+	if !strings.Contains(cond.Message, "binding limit kernel.pid_max=32768") || !strings.Contains(cond.Message, "raise kernel.pid_max (e.g. 4194304)") {
+		t.Errorf("message %q lacks the limit or the remedy", cond.Message)
+	}
+	clk.Step(time.Minute)
+	c.Record(node(28500))
+	cond, _ = c.Evaluate()
+	if !cond.LastTransitionTime.Equal(t0) || !strings.Contains(cond.Message, "28500") {
+		t.Errorf("a message update moved the transition time or kept the old numbers: %+v", cond)
+	}
+	// 82 %: below warning, above recovery: stays True.
+	clk.Step(time.Minute)
+	c.Record(node(26600))
+	if cond, _ = c.Evaluate(); !cond.Status || !strings.HasPrefix(cond.Message, "recovering") {
+		t.Errorf("in the hysteresis band: %+v", cond)
+	}
+	// 60 %, but the quiet period has not passed.
+	clk.Step(time.Minute)
+	c.Record(node(19500))
+	if cond, _ = c.Evaluate(); !cond.Status {
+		t.Errorf("cleared before the quiet period: %+v", cond)
+	}
+	clk.Step(5 * time.Minute)
+	c.Record(node(19500))
+	cond, _ = c.Evaluate()
+	if cond.Status || cond.Reason != ReasonSufficient || !cond.LastTransitionTime.Equal(clk.Now()) {
+		t.Errorf("after the quiet period: %+v", cond)
+	}
+}
+
+// TestExhaustedNeedsAgreement: a failure turns the condition True only when
+// its attribution (headroom or a counter) agrees; log text alone never does,
+// and a forged line counts for nothing but an Event.
+func TestExhaustedNeedsAgreement(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name       string
+		failure    func(n headroom.Node) Failure
+		wantStatus bool
+		wantEvent  EventReason
+	}{
+		{name: "node at its limit", failure: nodeFailure, wantStatus: true, wantEvent: EventThreadCreationFailed},
+		{name: "limit not identified", failure: func(n headroom.Node) Failure {
+			f := nodeFailure(n)
+			f.Attribution = headroom.Attribution{Layer: headroom.LayerNone, Reason: "no limit at its maximum", Node: n}
+			return f
+		}, wantEvent: EventThreadCreationFailed},
+		{name: "forged kernel message", failure: func(n headroom.Node) Failure {
+			f := nodeFailure(n)
+			f.Trust, f.Signature, f.Class = logline.TrustForged, "PidsControllerForkRejected", signature.ClassProcess
+			return f
+		}, wantEvent: EventProcessCreationFailed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c, _ := newC(t)
+			n := node(1000)
+			c.Record(n)
+			c.Observe(tt.failure(node(32460)))
+			cond, events := c.Evaluate()
+			if cond.Status != tt.wantStatus {
+				t.Errorf("status = %v (%s: %s), want %v", cond.Status, cond.Reason, cond.Message, tt.wantStatus)
+			}
+			if tt.wantStatus && (cond.Reason != ReasonExhausted || !strings.Contains(cond.Message, "kubelet (pid 3124, kubelet.service) cannot create threads: node tasks 32460 of 32468 usable")) {
+				t.Errorf("exhausted condition = %+v", cond)
+			}
+			if len(events) != 1 || events[0].Reason != tt.wantEvent || events[0].Count != 1 {
+				t.Errorf("events = %+v, want one %s", events, tt.wantEvent)
+			}
+		})
+	}
+}
+
+func TestExhaustedEndsAfterFailureWindowAndQuiet(t *testing.T) {
+	t.Parallel()
+	c, clk := newC(t)
+	c.Record(node(1000))
+	c.Observe(nodeFailure(node(32460)))
+	if cond, _ := c.Evaluate(); cond.Reason != ReasonExhausted {
+		t.Fatalf("%+v", cond)
+	}
+	clk.Step(3 * time.Minute) // past the failure window: no reason now, but quiet period running
+	c.Record(node(1000))
+	if cond, _ := c.Evaluate(); !cond.Status || cond.Reason != ReasonExhausted {
+		t.Errorf("during the quiet period: %+v (the reason stays, the message says recovering)", cond)
+	}
+	clk.Step(5 * time.Minute)
+	if cond, _ := c.Evaluate(); cond.Status {
+		t.Errorf("after the quiet period: %+v", cond)
+	}
+}
+
+func cgroupFailure(kind, path, unit string, pod *headroom.Pod) Failure {
+	return Failure{
+		Trust: logline.TrustKernel, Refused: 3,
+		Attribution: headroom.Attribution{Layer: headroom.LayerCgroup, Limit: "pids.max", Cgroup: &headroom.Cgroup{
+			Path: path, Kind: kind, Unit: unit, Pod: pod, Current: 512, Max: headroom.Finite(512), Rejected: 37, AtLimit: true,
+		}},
+	}
+}
+
+func TestPodAtItsLimitIsAnEventOnly(t *testing.T) {
+	t.Parallel()
+	c, _ := newC(t)
+	c.Record(node(2000))
+	c.Observe(cgroupFailure("pod", "/kubepods.slice/kubepods-pod1.slice", "", &headroom.Pod{UID: "1", Namespace: "payments", Name: "api-0"}))
+	cond, events := c.Evaluate()
+	if cond.Status {
+		t.Errorf("a pod at its own limit turned the node condition True: %+v", cond)
+	}
+	if len(events) != 1 || events[0].Reason != EventPodPIDsLimitReached || events[0].Subject != "payments/api-0" || !strings.Contains(events[0].Message, "512 of 512") {
+		t.Errorf("events = %+v", events)
+	}
+}
+
+func TestNodeComponentAtItsLimit(t *testing.T) {
+	t.Parallel()
+	c, _ := newC(t)
+	c.Record(node(2000))
+	c.Observe(cgroupFailure("unit", "/system.slice/kubelet.service", "kubelet.service", nil))
+	cond, events := c.Evaluate()
+	if !cond.Status || cond.Reason != ReasonExhausted || !strings.Contains(cond.Message, "kubelet.service is at its TasksMax: 512 of 512") || !strings.Contains(cond.Message, "TasksMax=infinity") {
+		t.Errorf("condition = %+v", cond)
+	}
+	if len(events) != 1 || events[0].Reason != EventUnitTasksMaxReached || events[0].Subject != "kubelet.service" {
+		t.Errorf("events = %+v", events)
+	}
+}
+
+// TestStormIsAggregated: 10,000 failures of one subject within an interval
+// produce one Event at once and one aggregated Event per interval after.
+func TestStormIsAggregated(t *testing.T) {
+	t.Parallel()
+	c, clk := newC(t)
+	c.Record(node(2000))
+	var all []Event
+	for i := 0; i < 10000; i++ {
+		c.Observe(cgroupFailure("pod", "/kubepods.slice/pod1", "", &headroom.Pod{UID: "1", Namespace: "ns", Name: "bomb"}))
+		if i%500 == 0 {
+			clk.Step(time.Second)
+			_, ev := c.Evaluate()
+			all = append(all, ev...)
+		}
+	}
+	clk.Step(5 * time.Minute)
+	_, ev := c.Evaluate()
+	all = append(all, ev...)
+	if len(all) != 2 {
+		t.Fatalf("%d events for a storm of 10,000: %+v", len(all), all)
+	}
+	if all[0].Count != 1 || all[1].Count != 10000 || !strings.Contains(all[1].Message, "10000 times since") {
+		t.Errorf("counts %d, %d; message %q", all[0].Count, all[1].Count, all[1].Message)
+	}
+	// Quiet for two intervals: the next occurrence is news again.
+	clk.Step(11 * time.Minute)
+	c.Evaluate()
+	c.Observe(cgroupFailure("pod", "/kubepods.slice/pod1", "", &headroom.Pod{UID: "1", Namespace: "ns", Name: "bomb"}))
+	if _, ev := c.Evaluate(); len(ev) != 1 || ev[0].Count != 1 {
+		t.Errorf("after a long quiet: %+v", ev)
+	}
+}
+
+func TestManySubjectsAreCapped(t *testing.T) {
+	t.Parallel()
+	c, _ := newC(t)
+	c.Record(node(2000))
+	for i := 0; i < 100; i++ {
+		c.Observe(cgroupFailure("pod", fmt.Sprintf("/kubepods.slice/pod%d", i), "", &headroom.Pod{UID: fmt.Sprint(i), Namespace: "ns", Name: fmt.Sprintf("p%d", i)}))
+	}
+	_, events := c.Evaluate()
+	if len(events) != DefaultConfig().MaxSubjects+1 || events[len(events)-1].Subject != "other subjects" {
+		t.Errorf("%d events for 100 pods, want %d (the cap plus one folded): last %+v", len(events), DefaultConfig().MaxSubjects+1, events[len(events)-1])
+	}
+}
+
+func TestPrediction(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		series func(i int) uint64 // tasks at minute i, 0..10
+		want   Reason
+	}{
+		{name: "steady growth reaches the limit in ~11 min", series: func(i int) uint64 { return 20000 + uint64(i)*600 }, want: ReasonPredicted},
+		{name: "noise around a flat line", series: func(i int) uint64 { return 20000 + uint64((i%2)*600) }, want: ReasonSufficient},
+		{name: "tiny numbers", series: func(i int) uint64 { return 100 + uint64(i)*20 }, want: ReasonSufficient},
+		{name: "growth too slow for the horizon", series: func(i int) uint64 { return 10000 + uint64(i)*60 }, want: ReasonSufficient},
+		{name: "shrinking", series: func(i int) uint64 { return 26000 - uint64(i)*600 }, want: ReasonSufficient},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c, clk := newC(t)
+			for i := 0; i <= 10; i++ {
+				c.Record(node(tt.series(i)))
+				if i < 10 {
+					clk.Step(time.Minute)
+				}
+			}
+			cond, _ := c.Evaluate()
+			if cond.Reason != tt.want {
+				t.Errorf("reason %s (%s), want %s", cond.Reason, cond.Message, tt.want)
+			}
+			if tt.want == ReasonPredicted && !strings.Contains(cond.Message, "reached in about 11m") {
+				t.Errorf("message %q", cond.Message)
+			}
+		})
+	}
+}
+
+func TestPriority(t *testing.T) {
+	t.Parallel()
+	c, clk := newC(t)
+	for i := 0; i <= 10; i++ { // growing and above warning: predicted beats low
+		c.Record(node(27600 + uint64(i)*400))
+		if i < 10 {
+			clk.Step(time.Minute)
+		}
+	}
+	if cond, _ := c.Evaluate(); cond.Reason != ReasonPredicted {
+		t.Errorf("growing above warning: %s", cond.Reason)
+	}
+	ltt := c.Condition().LastTransitionTime
+	c.Observe(nodeFailure(node(32460))) // exhausted beats predicted
+	if cond, _ := c.Evaluate(); cond.Reason != ReasonExhausted || !cond.LastTransitionTime.Equal(ltt) {
+		t.Errorf("with a failure: %+v (reason changes, transition time does not)", cond)
+	}
+}
+
+func TestZombiesAndAudit(t *testing.T) {
+	t.Parallel()
+	c, _ := newC(t)
+	c.ObserveZombies([]headroom.ZombieParent{{PID: 4090, Comm: "tini", Zombies: 120, Pod: &headroom.Pod{Namespace: "ns", Name: "p"}}, {PID: 5, Comm: "ok", Zombies: 2}})
+	c.ObserveAudit([]headroom.Finding{{Severity: headroom.SeverityWarning, Check: "PIDMaxLow", Message: "kernel.pid_max is 32768", Remedy: "raise it"}, {Severity: headroom.SeverityInfo, Check: "ThreadsMaxBinding", Message: "m", Remedy: "r"}})
+	_, events := c.Evaluate()
+	if len(events) != 3 {
+		t.Fatalf("events = %+v", events)
+	}
+	if events[0].Reason != EventZombiesAccumulating || !strings.Contains(events[0].Message, "tini (pid 4090, pod ns/p) holds 120 zombie") {
+		t.Errorf("zombie event %+v", events[0])
+	}
+	if events[1].Reason != EventPIDLimitMisconfigured || !events[1].Warning || events[2].Warning {
+		t.Errorf("audit events %+v", events[1:])
+	}
+}
+
+func TestMessagesAreBoundedAndSanitized(t *testing.T) {
+	t.Parallel()
+	c, _ := newC(t)
+	f := nodeFailure(node(32460))
+	f.Who = "evil\x1b[31m\n" + strings.Repeat("x", 5000)
+	c.Observe(f)
+	cond, events := c.Evaluate()
+	for _, s := range []string{cond.Message, events[0].Message} {
+		if len(s) > DefaultConfig().MaxMessage || strings.ContainsAny(s, "\x1b\n") {
+			t.Errorf("message of %d bytes, with controls: %q…", len(s), s[:40])
+		}
+	}
+}
