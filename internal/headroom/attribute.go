@@ -163,6 +163,20 @@ func bindingCgroup(root hostfs.Root, hs []Hierarchy, o Origin) *Cgroup {
 	return nil
 }
 
+// DescribeCgroup reads a cgroup and says what it is (kind, pod, unit).
+func DescribeCgroup(root hostfs.Root, h Hierarchy, p string) (Cgroup, error) {
+	c, err := ReadCgroup(h, p)
+	if err != nil {
+		return c, err
+	}
+	c.Kind = kindOf(c.Path)
+	c.Pod = PodOfPath(root, c.Path)
+	if c.Kind == "unit" {
+		c.Unit = path.Base(c.Path)
+	}
+	return c, nil
+}
+
 // kindOf guesses what a cgroup path is.
 func kindOf(p string) string {
 	base := path.Base(p)

@@ -1,0 +1,267 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/spf13/cobra"
+	"k8s.io/utils/clock"
+
+	"github.com/pidpressure/pidpressure/internal/agent"
+	"github.com/pidpressure/pidpressure/internal/headroom"
+	"github.com/pidpressure/pidpressure/internal/hostfs"
+	"github.com/pidpressure/pidpressure/internal/logline"
+	"github.com/pidpressure/pidpressure/internal/signature"
+	"github.com/pidpressure/pidpressure/internal/verdict"
+)
+
+// watchRecord is one line of "watch -o jsonl".
+type watchRecord struct {
+	Time               string `json:"time"`
+	Kind               string `json:"kind"`
+	Type               string `json:"type"`
+	Status             string `json:"status,omitempty"`
+	Reason             string `json:"reason"`
+	Message            string `json:"message"`
+	LastTransitionTime string `json:"lastTransitionTime,omitempty"`
+	Subject            string `json:"subject,omitempty"`
+	Count              int    `json:"count,omitempty"`
+}
+
+func newWatchCmd() *cobra.Command {
+	var (
+		output, hostRoot, kmsgPath, journalDir, stateDir string
+		noJournal, noPidsEvents                          bool
+		cgroups                                          []string
+		threads                                          int
+		sampleEvery                                      time.Duration
+	)
+	cfg := verdict.DefaultConfig()
+	cmd := &cobra.Command{
+		Use:   "watch [flags]",
+		Short: "Run the whole detector in the foreground and print the condition and events",
+		Long: `watch runs the detector on this machine, with no cluster: the live sources
+(journal, /dev/kmsg, pids.events), the headroom sampler and the verdict. It
+prints the node condition PIDPressureRisk when it changes (the first record is
+the initial condition) and every Event, as they happen.
+
+Each failure is attributed, at the moment it is seen, to the limit that binds:
+kernel.pid_max or kernel.threads-max, a pids cgroup (a pod, a node component's
+unit), a user's RLIMIT_NPROC, or none. Log text alone never turns the
+condition True.`,
+		Example: `  pidpressure watch
+  pidpressure watch -o jsonl --state-dir /var/lib/pidpressure`,
+		Args: usageArgs(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if output != "text" && output != "jsonl" {
+				return usageError{fmt.Errorf("unknown output %q: want text or jsonl", output)}
+			}
+			agent.PrewarmThreads(threads, 0)
+			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
+			m, err := signature.NewDefault()
+			if err != nil {
+				return err
+			}
+			root := hostfs.New(hostRoot)
+			w := &watcher{
+				root: root, out: newRecordWriter(cmd.OutOrStdout(), output), log: log,
+				sampler: headroom.NewSampler(root), corr: verdict.New(cfg, clock.RealClock{}),
+			}
+			defer func() { _ = w.sampler.Close() }()
+			src := agent.NewSources(agent.Config{
+				Root: root, KmsgPath: kmsgPath, Journal: !noJournal, JournalDir: journalDir,
+				PidsEvents: !noPidsEvents, Cgroups: cgroups, StateDir: stateDir,
+			}, m, clock.RealClock{}, log)
+			return w.run(cmd.Context(), src, sampleEvery)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&output, "output", "o", "text", "output form: text or jsonl (one object per condition change or event, flushed as it happens)")
+	f.StringVar(&hostRoot, "host-root", "/", "directory the host's /proc, /sys and /var are under")
+	f.StringVar(&kmsgPath, "kmsg-path", "/dev/kmsg", "kernel log device; empty disables it")
+	f.BoolVar(&noJournal, "no-journal", false, "do not read the journal")
+	f.StringVar(&journalDir, "journal-dir", "", "read the journal files of this directory instead of the system journal")
+	f.BoolVar(&noPidsEvents, "no-pids-events", false, "do not watch pids.events")
+	f.StringArrayVar(&cgroups, "cgroup", nil, "also watch this cgroup (path as in /proc/PID/cgroup); repeatable")
+	f.StringVar(&stateDir, "state-dir", "", "keep read positions in this directory, to resume after a restart")
+	f.IntVar(&threads, "prewarm-threads", agent.DefaultThreads, "OS threads to create at start-up")
+	f.DurationVar(&sampleEvery, "sample-interval", 2*time.Second, "how often the node headroom is sampled")
+	f.Float64Var(&cfg.WarningPercent, "warning-percent", cfg.WarningPercent, "node usage (percent of the usable limit) that turns the condition True")
+	f.Float64Var(&cfg.RecoveryPercent, "recovery-percent", cfg.RecoveryPercent, "node usage below which the condition may turn False")
+	f.DurationVar(&cfg.QuietPeriod, "quiet-period", cfg.QuietPeriod, "how long without a reason before the condition turns False")
+	f.DurationVar(&cfg.FailureWindow, "failure-window", cfg.FailureWindow, "how long a node-level failure keeps PIDExhausted")
+	f.DurationVar(&cfg.Horizon, "horizon", cfg.Horizon, "predicted exhaustion within it is PIDExhaustionPredicted")
+	f.DurationVar(&cfg.EventInterval, "event-interval", cfg.EventInterval, "a subject's repeated events are announced at most once per interval")
+	return cmd
+}
+
+type watcher struct {
+	root    hostfs.Root
+	out     *recordWriter
+	log     *slog.Logger
+	sampler *headroom.Sampler
+	corr    *verdict.Correlator
+	hs      []headroom.Hierarchy
+	last    verdict.Condition
+	printed bool
+}
+
+func (w *watcher) run(ctx context.Context, src *agent.Sources, sampleEvery time.Duration) error {
+	hs, err := headroom.Hierarchies(w.root)
+	if err != nil {
+		w.log.Warn("cgroup layer not available", "err", err)
+	}
+	w.hs = hs
+	n, err := w.sampler.Node()
+	if err != nil {
+		return fmt.Errorf("node headroom: %w", err)
+	}
+	w.corr.Record(n)
+	// The start-up audit and zombie census become Events.
+	if d, err := headroom.Diagnose(w.root, headroom.DiagnoseOptions{}); err == nil || d.Node.PIDMax > 0 {
+		w.corr.ObserveAudit(d.Audit)
+		w.corr.ObserveZombies(d.Scan.ZombieParents)
+	}
+	w.evaluate(true)
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() { errc <- src.Run(ctx) }()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	nextSample := time.Now().Add(sampleEvery)
+	for {
+		select {
+		case <-ctx.Done():
+			return <-errc
+		case err := <-errc:
+			return err
+		case r := <-src.Reports():
+			w.observe(r)
+			w.evaluate(false)
+		case now := <-tick.C:
+			if !now.Before(nextSample) {
+				if n, err := w.sampler.Node(); err == nil {
+					w.corr.Record(n)
+				} else {
+					w.log.Warn("node headroom sample failed", "err", err)
+				}
+				nextSample = now.Add(sampleEvery)
+			}
+			w.evaluate(false)
+		}
+	}
+}
+
+// observe turns a report into a failure attributed at this moment.
+func (w *watcher) observe(r agent.Report) {
+	n, err := w.sampler.Node()
+	if err != nil {
+		w.log.Warn("node headroom sample failed", "err", err)
+		return
+	}
+	w.corr.Record(n)
+	switch r.Kind {
+	case agent.KindMatch:
+		l, h := r.Line, r.Hit
+		o := headroom.Origin{PID: l.Origin.PID, UID: l.Origin.UID, Cgroup: l.Origin.Cgroup}
+		if h.Kernel && h.Fields.Cgroup != "" {
+			o = headroom.Origin{UID: -1, Cgroup: h.Fields.Cgroup}
+		}
+		if o.PID == logline.Unknown {
+			o.PID = 0
+		}
+		f := verdict.Failure{Class: h.Class, Signature: h.Signature, Trust: h.Trust, Who: who(l),
+			Attribution: headroom.Attribute(w.root, n, w.hs, o)}
+		w.corr.Observe(f)
+	case agent.KindRejected:
+		c, err := headroom.DescribeCgroup(w.root, r.Event.Target.Hierarchy, r.Event.Target.Path)
+		if err != nil {
+			return // the cgroup is gone
+		}
+		a := headroom.Attribution{Layer: headroom.LayerCgroup, Limit: "pids.max", Used: c.Current, Max: c.Max.Value, Cgroup: &c, Node: n,
+			Reason: fmt.Sprintf("the kernel refused %d forks in cgroup %s (pids.max %s)", r.Event.Rejected, c.Path, c.Max)}
+		w.corr.Observe(verdict.Failure{Class: signature.ClassProcess, Trust: logline.TrustKernel, Attribution: a, Refused: r.Event.Rejected})
+	}
+}
+
+// who describes the process a line came from.
+func who(l logline.Line) string {
+	o := l.Origin
+	name := logline.Sanitize(o.Comm, 32)
+	if name == "" && o.PID <= 0 {
+		return ""
+	}
+	if name == "" {
+		name = "process"
+	}
+	s := name + " (pid " + strconv.Itoa(o.PID)
+	if o.Unit != "" {
+		s += ", " + logline.Sanitize(o.Unit, 64)
+	}
+	return s + ")"
+}
+
+// evaluate prints the condition when it changes (always when first is
+// true) and every event.
+func (w *watcher) evaluate(first bool) {
+	cond, events := w.corr.Evaluate()
+	if first || !w.printed || cond.Status != w.last.Status || cond.Reason != w.last.Reason {
+		w.out.condition(cond)
+		w.printed = true
+	}
+	w.last = cond
+	for _, e := range events {
+		w.out.event(e)
+	}
+}
+
+type recordWriter struct {
+	bw     *bufio.Writer
+	enc    *json.Encoder
+	output string
+}
+
+func newRecordWriter(w io.Writer, output string) *recordWriter {
+	bw := bufio.NewWriter(w)
+	enc := json.NewEncoder(bw)
+	enc.SetEscapeHTML(false)
+	return &recordWriter{bw: bw, enc: enc, output: output}
+}
+
+func (rw *recordWriter) condition(c verdict.Condition) {
+	status := "False"
+	if c.Status {
+		status = "True"
+	}
+	rw.write(watchRecord{Time: now(), Kind: "condition", Type: c.Type, Status: status, Reason: string(c.Reason), Message: c.Message,
+		LastTransitionTime: c.LastTransitionTime.UTC().Format(time.RFC3339)})
+}
+
+func (rw *recordWriter) event(e verdict.Event) {
+	typ := "Normal"
+	if e.Warning {
+		typ = "Warning"
+	}
+	rw.write(watchRecord{Time: now(), Kind: "event", Type: typ, Reason: string(e.Reason), Subject: e.Subject, Count: e.Count, Message: e.Message})
+}
+
+func (rw *recordWriter) write(r watchRecord) {
+	if rw.output == "jsonl" {
+		_ = rw.enc.Encode(r)
+	} else if r.Kind == "condition" {
+		_, _ = fmt.Fprintf(rw.bw, "%s  %s=%s  %s: %s\n", r.Time, r.Type, r.Status, r.Reason, r.Message)
+	} else {
+		_, _ = fmt.Fprintf(rw.bw, "%s  %s event %s  [%s] x%d: %s\n", r.Time, r.Type, r.Reason, r.Subject, r.Count, r.Message)
+	}
+	_ = rw.bw.Flush()
+}
+
+func now() string { return time.Now().UTC().Format(time.RFC3339Nano) }
