@@ -254,11 +254,12 @@ func (rw *recordWriter) event(e verdict.Event) {
 }
 
 func (rw *recordWriter) write(r watchRecord) {
-	if rw.output == "jsonl" {
+	switch {
+	case rw.output == "jsonl":
 		_ = rw.enc.Encode(r)
-	} else if r.Kind == "condition" {
+	case r.Kind == "condition":
 		_, _ = fmt.Fprintf(rw.bw, "%s  %s=%s  %s: %s\n", r.Time, r.Type, r.Status, r.Reason, r.Message)
-	} else {
+	default:
 		_, _ = fmt.Fprintf(rw.bw, "%s  %s event %s  [%s] x%d: %s\n", r.Time, r.Type, r.Reason, r.Subject, r.Count, r.Message)
 	}
 	_ = rw.bw.Flush()
