@@ -20,14 +20,11 @@ help:
 build:
 	$(GO) build -o $(BIN)/ ./cmd/...
 
-## run: the detector in the foreground on this machine: the start-up diagnosis, then every creation failure as it happens (Ctrl-C stops)
+## run: the detector in the foreground on this machine (pidpressure watch: the PIDPressureRisk condition and Events as they happen; Ctrl-C stops)
 .PHONY: run
 run: build
-	@echo "pidpressure: diagnosing this machine, then following the journal, /dev/kmsg and pids.events (Ctrl-C to stop)."
-	@echo "(The NodeCondition verdict, 'pidpressure watch', is not built yet; this is the live detector without it.)"
-	$(BIN)/pidpressure diagnose
 	@mkdir -p $(CACHE)/state
-	$(BIN)/pidpressure tail --state-dir $(CACHE)/state
+	$(BIN)/pidpressure watch --state-dir $(CACHE)/state
 
 ## test: every test — unit, live-host and end-to-end — with the race detector
 .PHONY: test

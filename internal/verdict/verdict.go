@@ -224,11 +224,15 @@ func (c *Correlator) Observe(f Failure) {
 			c.unitFailureMsg = fmt.Sprintf("%s is at its TasksMax: %d of %d tasks (pids.max of %s), %d forks refused; set TasksMax=infinity for %s", cg.Unit, cg.Current, cg.Max.Value, cg.Path, cg.Rejected, cg.Unit)
 			c.event(EventUnitTasksMaxReached, cg.Unit, c.unitFailureMsg, true)
 		case cg != nil && (cg.Kind == "pod" || cg.Kind == "container"):
-			subject := cg.Path
+			subject, label := cg.Path, "cgroup "+cg.Path
 			if cg.Pod != nil {
-				subject = cg.Pod.String()
+				subject = cg.Pod.String() // namespace/name, or "pod <uid>"
+				label = subject
+				if cg.Pod.Name != "" {
+					label = "pod " + subject
+				}
 			}
-			c.event(EventPodPIDsLimitReached, subject, fmt.Sprintf("pod %s is at its pids limit: %d of %d tasks (pids.max of %s), %d forks refused; the pod is contained by design: find what it forks or raise its limit (kubelet podPidsLimit)", subject, cg.Current, cg.Max.Value, cg.Path, cg.Rejected), true)
+			c.event(EventPodPIDsLimitReached, subject, fmt.Sprintf("%s is at its pids limit: %d of %d tasks (pids.max of %s), %d forks refused; the pod is contained by design: find what it forks or raise its limit (kubelet podPidsLimit)", label, cg.Current, cg.Max.Value, cg.Path, cg.Rejected), true)
 		case cg != nil && cg.Kind == "unit":
 			c.event(EventUnitTasksMaxReached, cg.Unit, fmt.Sprintf("%s is at its TasksMax: %d of %d tasks (pids.max of %s), %d forks refused", cg.Unit, cg.Current, cg.Max.Value, cg.Path, cg.Rejected), true)
 		case cg != nil:

@@ -1,0 +1,235 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pidpressure/pidpressure/internal/testenv/journald"
+)
+
+// TestWatchCgroupScenarios runs watch on this machine and, one after the
+// other: a non-root user forges a kubelet line (the condition must stay
+// False); a pod-like cgroup (cgroupfs driver, kubepods/pod<uid>) at its
+// pids.max refuses 10,000 real forks (a few PodPIDsLimitReached events with
+// the counts, no condition change); a real Go program in a cgroup standing in
+// for system.slice/kubelet.service fails at its limit (UnitTasksMaxReached,
+// and the condition turns True).
+func TestWatchCgroupScenarios(t *testing.T) {
+	skipLive(t)
+	pids := "/sys/fs/cgroup/pids"
+	unified := "/sys/fs/cgroup/unified"
+	if _, err := os.Stat(filepath.Join(pids, "cgroup.procs")); err != nil || os.Geteuid() != 0 {
+		t.Skip("needs root and the cgroup v1 pids controller")
+	}
+	for _, bin := range []string{"python3", "setpriv", "logger", "systemd-cat", "go"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			t.Skipf("%s not installed", bin)
+		}
+	}
+	journald.Ensure(t)
+	if _, err := os.Stat(filepath.Join(pids, "kubepods")); err == nil {
+		t.Skip("this machine already has a kubepods cgroup")
+	}
+	goBomb := buildGoThreads(t)
+
+	// The cgroups exist before watch starts, so that its discovery finds them.
+	uid := fmt.Sprintf("0f3e1a2b-4c5d-4e6f-8a9b-%012d", os.Getpid())
+	podDir := filepath.Join(pids, "kubepods", "pod"+uid)
+	unitPids := filepath.Join(pids, "system.slice", "kubelet.service")
+	unitUnified := filepath.Join(unified, "system.slice", "kubelet.service")
+	for _, d := range []string{podDir, unitPids, unitUnified} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() {
+		for _, d := range []string{podDir, filepath.Dir(podDir), unitPids, filepath.Dir(unitPids), unitUnified, filepath.Dir(unitUnified)} {
+			removeCgroup(t, d)
+		}
+	})
+	mustWrite(t, filepath.Join(podDir, "pids.max"), "2")
+	mustWrite(t, filepath.Join(unitPids, "pids.max"), "12")
+
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	args, _ := json.Marshal([]string{"watch", "-o", "jsonl", "--sample-interval", "500ms", "--failure-window", "5s", "--quiet-period", "5s", "--event-interval", "5s"})
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	w := exec.CommandContext(ctx, self)
+	w.Env = append(os.Environ(), "PIDPRESSURE_AS_CLI="+string(args))
+	stdout, err := w.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = w.Process.Signal(syscall.SIGTERM); _ = w.Wait() })
+	var mu sync.Mutex
+	var recs []watchRecord
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		sc.Buffer(make([]byte, 1<<16), 1<<20)
+		for sc.Scan() {
+			var r watchRecord
+			if json.Unmarshal(sc.Bytes(), &r) == nil {
+				mu.Lock()
+				recs = append(recs, r)
+				mu.Unlock()
+			}
+		}
+	}()
+	snapshot := func() []watchRecord { mu.Lock(); defer mu.Unlock(); return append([]watchRecord(nil), recs...) }
+	waitFor(t, 20*time.Second, func() bool { return len(snapshot()) > 0 })
+	time.Sleep(2 * time.Second) // the sources start after the first record
+	trueConditions := func(rs []watchRecord) (n int) {
+		for _, r := range rs {
+			if r.Kind == "condition" && r.Status == "True" {
+				n++
+			}
+		}
+		return n
+	}
+
+	// 1. A forged line from a non-root user claiming to be kubelet.
+	forge := exec.Command("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+		"logger", "-u", "/run/systemd/journal/dev-log", "-t", "kubelet", "runtime: failed to create new OS thread (have 15 already; errno=11)")
+	if out, err := forge.CombinedOutput(); err != nil {
+		t.Fatalf("logger: %v %s", err, out)
+	}
+	waitFor(t, 10*time.Second, func() bool {
+		for _, r := range snapshot() {
+			if r.Kind == "event" && r.Reason == "ThreadCreationFailed" {
+				return true
+			}
+		}
+		return false
+	})
+	time.Sleep(time.Second)
+	if n := trueConditions(snapshot()); n != 0 {
+		t.Fatalf("a forged line turned the condition True: %+v", snapshot())
+	}
+
+	// 2. 10,000 real refused forks in a pod at its pids.max. The real
+	// interpreter, not a wrapper script that would fork before it starts.
+	pyPath, err := exec.Command("python3", "-c", "import sys; print(sys.executable)").Output()
+	if err != nil {
+		t.Skipf("python3: %v", err)
+	}
+	py := exec.Command(strings.TrimSpace(string(pyPath)), "-c", `
+import os, sys, time
+sys.stdin.readline()
+if os.fork() == 0:
+    time.sleep(60); os._exit(0)
+refused = 0
+for i in range(10000):
+    try:
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        os.waitpid(pid, 0)
+    except OSError:
+        refused += 1
+print(refused)
+`)
+	pyIn, _ := py.StdinPipe()
+	pyOut, _ := py.StdoutPipe()
+	if err := py.Start(); err != nil {
+		t.Fatal(err)
+	}
+	mustWrite(t, filepath.Join(podDir, "cgroup.procs"), strconv.Itoa(py.Process.Pid))
+	_, _ = pyIn.Write([]byte("go\n"))
+	line, _ := bufio.NewReader(pyOut).ReadString('\n')
+	_ = py.Wait()
+	if refused, _ := strconv.Atoi(strings.TrimSpace(line)); refused != 10000 {
+		t.Fatalf("python saw %q refused forks, want 10000", line)
+	}
+	if got := readUintFileField(t, filepath.Join(podDir, "pids.events")); got < 10000 {
+		t.Fatalf("pids.events max = %d, want ≥ 10000", got)
+	}
+	// The first event is announced at once; the storm's total arrives with
+	// the aggregated announcement at the end of the event interval.
+	waitFor(t, 20*time.Second, func() bool {
+		for _, r := range snapshot() {
+			if r.Kind == "event" && r.Reason == "PodPIDsLimitReached" && refusedIn(r.Message) >= 10000 {
+				return true
+			}
+		}
+		return false
+	})
+	var podEvents []watchRecord
+	for _, r := range snapshot() {
+		if r.Kind == "event" && (r.Reason == "PodPIDsLimitReached" || strings.Contains(r.Message, "pod"+uid) || strings.Contains(r.Subject, uid)) {
+			podEvents = append(podEvents, r)
+		}
+	}
+	if len(podEvents) == 0 || len(podEvents) > 10 {
+		t.Errorf("%d events for 10,000 refused forks in one pod, want 1–10: %+v", len(podEvents), podEvents)
+	}
+	if last := podEvents[len(podEvents)-1]; refusedIn(last.Message) < 10000 || last.Count < 2 {
+		t.Errorf("the last pod event does not carry the storm's count: %+v", last)
+	}
+	if n := trueConditions(snapshot()); n != 0 {
+		t.Errorf("a pod at its own limit turned the node condition True: %+v", snapshot())
+	}
+	t.Logf("10,000 refused forks in one pod: %d event(s); last: %s", len(podEvents), podEvents[len(podEvents)-1].Message)
+
+	// 3. A real Go program failing at kubelet.service's TasksMax.
+	unit := exec.Command("sh", "-c", fmt.Sprintf("echo $$ > %s/cgroup.procs; echo $$ > %s/cgroup.procs; exec systemd-cat -t kubelet %s", unitUnified, unitPids, goBomb))
+	_ = unit.Run() // it dies of newosproc
+	waitFor(t, 15*time.Second, func() bool {
+		var unitEvent, trueCond bool
+		for _, r := range snapshot() {
+			if r.Kind == "event" && r.Reason == "UnitTasksMaxReached" && r.Subject == "kubelet.service" {
+				unitEvent = true
+			}
+			if r.Kind == "condition" && r.Status == "True" && r.Reason == "PIDExhausted" && strings.Contains(r.Message, "kubelet.service is at its TasksMax") {
+				trueCond = true
+			}
+		}
+		return unitEvent && trueCond
+	})
+}
+
+// refusedIn returns N from "…, N forks refused…" in a message (0 if none).
+func refusedIn(msg string) int {
+	before, _, ok := strings.Cut(msg, " forks refused")
+	if !ok {
+		return 0
+	}
+	f := strings.Fields(before)
+	n, _ := strconv.Atoi(f[len(f)-1])
+	return n
+}
+
+func mustWrite(t *testing.T, p, s string) {
+	t.Helper()
+	if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// buildGoThreads builds testdata/captured/src/gothreads.go.
+func buildGoThreads(t *testing.T) string {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "gothreads")
+	cmd := exec.Command("go", "build", "-o", out, filepath.Join("..", "..", "testdata", "captured", "src", "gothreads.go"))
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, b)
+	}
+	return out
+}
