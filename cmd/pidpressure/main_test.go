@@ -109,3 +109,27 @@ func TestVersion(t *testing.T) {
 		t.Errorf("exit %d, %q", code, out)
 	}
 }
+
+func TestWatchConfigErrors(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.json")
+	if err := os.WriteFile(bad, []byte(`{"thresholds":{"warningPercent":150},"bogus":1}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	invalid := filepath.Join(dir, "invalid.json")
+	if err := os.WriteFile(invalid, []byte(`{"thresholds":{"warningPercent":150,"recoveryPercent":0}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct{ file, want string }{
+		{bad, `unknown field "bogus"`},
+		{invalid, "thresholds.warningPercent: must be in (0,100], is 150"},
+		{invalid, "thresholds.recoveryPercent"},
+		{filepath.Join(dir, "missing.json"), "no such file or directory"},
+	} {
+		code, _, errOut := runCLI(t, "", "watch", "--config", tt.file)
+		if code != exitError || !strings.Contains(errOut, tt.want) || strings.Count(strings.TrimSpace(errOut), "\n") > 1 {
+			t.Errorf("watch --config %s: exit %d, stderr %q; want one message containing %q", filepath.Base(tt.file), code, errOut, tt.want)
+		}
+	}
+}

@@ -7,13 +7,16 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"k8s.io/utils/clock"
 
 	"github.com/pidpressure/pidpressure/internal/agent"
+	"github.com/pidpressure/pidpressure/internal/config"
 	"github.com/pidpressure/pidpressure/internal/headroom"
 	"github.com/pidpressure/pidpressure/internal/hostfs"
 	"github.com/pidpressure/pidpressure/internal/logline"
@@ -36,13 +39,14 @@ type watchRecord struct {
 
 func newWatchCmd() *cobra.Command {
 	var (
-		output, hostRoot, kmsgPath, journalDir, stateDir string
-		noJournal, noPidsEvents                          bool
-		cgroups                                          []string
-		threads                                          int
-		sampleEvery                                      time.Duration
+		output, configPath, hostRoot, kmsgPath, journalDir, stateDir string
+		noJournal, noPidsEvents                                      bool
+		cgroups                                                      []string
+		threads                                                      int
+		sampleEvery                                                  time.Duration
 	)
-	cfg := verdict.DefaultConfig()
+	def := config.Default()
+	cfg := def.Verdict()
 	cmd := &cobra.Command{
 		Use:   "watch [flags]",
 		Short: "Run the whole detector in the foreground and print the condition and events",
@@ -62,27 +66,39 @@ condition True.`,
 			if output != "text" && output != "jsonl" {
 				return usageError{fmt.Errorf("unknown output %q: want text or jsonl", output)}
 			}
+			conf := def
+			if configPath != "" {
+				f, err := os.Open(configPath)
+				if err != nil {
+					return err
+				}
+				conf, err = config.Load(f)
+				_ = f.Close() // read-only
+				if err != nil {
+					return fmt.Errorf("%s: %w", configPath, err)
+				}
+			}
+			vc, sc := resolveWatchConfig(cmd.Flags(), conf, cfg, agent.Config{
+				KmsgPath: kmsgPath, Journal: !noJournal, JournalDir: journalDir, PidsEvents: !noPidsEvents, Cgroups: cgroups, StateDir: stateDir,
+			}, hostRoot, &sampleEvery)
 			agent.PrewarmThreads(threads, 0)
 			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
-			m, err := signature.NewDefault()
+			m, err := signature.NewMatcher(conf.Rules())
 			if err != nil {
 				return err
 			}
-			root := hostfs.New(hostRoot)
 			w := &watcher{
-				root: root, out: newRecordWriter(cmd.OutOrStdout(), output), log: log,
-				sampler: headroom.NewSampler(root), corr: verdict.New(cfg, clock.RealClock{}),
+				root: sc.Root, out: newRecordWriter(cmd.OutOrStdout(), output), log: log,
+				sampler: headroom.NewSampler(sc.Root), corr: verdict.New(vc, clock.RealClock{}),
 			}
 			defer func() { _ = w.sampler.Close() }()
-			src := agent.NewSources(agent.Config{
-				Root: root, KmsgPath: kmsgPath, Journal: !noJournal, JournalDir: journalDir,
-				PidsEvents: !noPidsEvents, Cgroups: cgroups, StateDir: stateDir,
-			}, m, clock.RealClock{}, log)
+			src := agent.NewSources(sc, m, clock.RealClock{}, log)
 			return w.run(cmd.Context(), src, sampleEvery)
 		},
 	}
 	f := cmd.Flags()
 	f.StringVarP(&output, "output", "o", "text", "output form: text or jsonl (one object per condition change or event, flushed as it happens)")
+	f.StringVar(&configPath, "config", "", "monitor configuration file (JSON); default: the embedded config/pid-pressure-monitor.json; flags given explicitly override it")
 	f.StringVar(&hostRoot, "host-root", "/", "directory the host's /proc, /sys and /var are under")
 	f.StringVar(&kmsgPath, "kmsg-path", "/dev/kmsg", "kernel log device; empty disables it")
 	f.BoolVar(&noJournal, "no-journal", false, "do not read the journal")
@@ -91,7 +107,7 @@ condition True.`,
 	f.StringArrayVar(&cgroups, "cgroup", nil, "also watch this cgroup (path as in /proc/PID/cgroup); repeatable")
 	f.StringVar(&stateDir, "state-dir", "", "keep read positions in this directory, to resume after a restart")
 	f.IntVar(&threads, "prewarm-threads", agent.DefaultThreads, "OS threads to create at start-up")
-	f.DurationVar(&sampleEvery, "sample-interval", 2*time.Second, "how often the node headroom is sampled")
+	f.DurationVar(&sampleEvery, "sample-interval", def.SampleInterval.Duration, "how often the node headroom is sampled")
 	f.Float64Var(&cfg.WarningPercent, "warning-percent", cfg.WarningPercent, "node usage (percent of the usable limit) that turns the condition True")
 	f.Float64Var(&cfg.RecoveryPercent, "recovery-percent", cfg.RecoveryPercent, "node usage below which the condition may turn False")
 	f.DurationVar(&cfg.QuietPeriod, "quiet-period", cfg.QuietPeriod, "how long without a reason before the condition turns False")
@@ -99,6 +115,65 @@ condition True.`,
 	f.DurationVar(&cfg.Horizon, "horizon", cfg.Horizon, "predicted exhaustion within it is PIDExhaustionPredicted")
 	f.DurationVar(&cfg.EventInterval, "event-interval", cfg.EventInterval, "a subject's repeated events are announced at most once per interval")
 	return cmd
+}
+
+// resolveWatchConfig starts from the configuration file and applies the
+// flags that were given explicitly.
+func resolveWatchConfig(fs *pflag.FlagSet, conf config.Config, vflags verdict.Config, sflags agent.Config, hostRoot string, sampleEvery *time.Duration) (verdict.Config, agent.Config) {
+	vc := conf.Verdict()
+	set := fs.Changed
+	if set("warning-percent") {
+		vc.WarningPercent = vflags.WarningPercent
+	}
+	if set("recovery-percent") {
+		vc.RecoveryPercent = vflags.RecoveryPercent
+	}
+	if set("quiet-period") {
+		vc.QuietPeriod = vflags.QuietPeriod
+	}
+	if set("failure-window") {
+		vc.FailureWindow = vflags.FailureWindow
+	}
+	if set("horizon") {
+		vc.Horizon = vflags.Horizon
+	}
+	if set("event-interval") {
+		vc.EventInterval = vflags.EventInterval
+	}
+	root := conf.HostRoot
+	if set("host-root") {
+		root = hostRoot
+	}
+	sc := agent.Config{
+		Root:       hostfs.New(root),
+		Journal:    conf.Sources.Journal.Enabled,
+		JournalDir: conf.Sources.Journal.Dir,
+		PidsEvents: conf.Sources.PidsEvents.Enabled,
+		Cgroups:    append(append([]string(nil), conf.Sources.PidsEvents.Cgroups...), sflags.Cgroups...),
+		StateDir:   conf.StateDir,
+	}
+	if conf.Sources.Kmsg.Enabled {
+		sc.KmsgPath = conf.Sources.Kmsg.Path
+	}
+	if set("kmsg-path") {
+		sc.KmsgPath = sflags.KmsgPath
+	}
+	if set("no-journal") {
+		sc.Journal = sflags.Journal
+	}
+	if set("journal-dir") {
+		sc.JournalDir = sflags.JournalDir
+	}
+	if set("no-pids-events") {
+		sc.PidsEvents = sflags.PidsEvents
+	}
+	if set("state-dir") {
+		sc.StateDir = sflags.StateDir
+	}
+	if !set("sample-interval") {
+		*sampleEvery = conf.SampleInterval.Duration
+	}
+	return vc, sc
 }
 
 type watcher struct {
