@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func runCLI(t *testing.T, stdin string, args ...string) (code int, stdout, stderr string) {
@@ -130,6 +131,59 @@ func TestWatchConfigErrors(t *testing.T) {
 		code, _, errOut := runCLI(t, "", "watch", "--config", tt.file)
 		if code != exitError || !strings.Contains(errOut, tt.want) || strings.Count(strings.TrimSpace(errOut), "\n") > 1 {
 			t.Errorf("watch --config %s: exit %d, stderr %q; want one message containing %q", filepath.Base(tt.file), code, errOut, tt.want)
+		}
+	}
+}
+
+// TestWatchStateSurvivesRestart runs watch twice on the fake host at 97 % of
+// pid_max (sources off) with a state directory: the second run starts with
+// the same condition and transition time, and does not announce again the
+// events the first announced.
+func TestWatchStateSurvivesRestart(t *testing.T) {
+	t.Parallel()
+	host := filepath.Join("..", "..", "testdata", "hosts", "pidmax-97pct")
+	stateDir := t.TempDir()
+	runFor := func(d time.Duration) []map[string]any {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), d)
+		defer cancel()
+		var out, errOut bytes.Buffer
+		code := run(ctx, []string{"watch", "-o", "jsonl", "--host-root", host, "--kmsg-path", "", "--no-journal", "--no-pids-events",
+			"--state-dir", stateDir, "--prewarm-threads", "1", "--sample-interval", "200ms"}, strings.NewReader(""), &out, &errOut)
+		if code != exitOK {
+			t.Fatalf("exit %d: %s", code, errOut.String())
+		}
+		var recs []map[string]any
+		for _, l := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+			var m map[string]any
+			if err := json.Unmarshal([]byte(l), &m); err != nil {
+				t.Fatalf("%q: %v", l, err)
+			}
+			recs = append(recs, m)
+		}
+		return recs
+	}
+	first := runFor(1500 * time.Millisecond)
+	if first[0]["kind"] != "condition" || first[0]["status"] != "True" || first[0]["reason"] != "PIDHeadroomLow" {
+		t.Fatalf("first run starts with %v", first[0])
+	}
+	announced := 0
+	for _, r := range first {
+		if r["kind"] == "event" {
+			announced++
+		}
+	}
+	if announced == 0 {
+		t.Fatal("the first run announced no event (the audit's PIDMaxLow at least)")
+	}
+	time.Sleep(1100 * time.Millisecond) // the transition time has a resolution of one second
+	second := runFor(1500 * time.Millisecond)
+	if second[0]["status"] != "True" || second[0]["lastTransitionTime"] != first[0]["lastTransitionTime"] {
+		t.Errorf("after restart: %v; first run: %v", second[0], first[0])
+	}
+	for _, r := range second[1:] {
+		if r["kind"] == "event" {
+			t.Errorf("re-announced after restart: %v", r)
 		}
 	}
 }

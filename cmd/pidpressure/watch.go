@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -21,6 +22,7 @@ import (
 	"github.com/pidpressure/pidpressure/internal/hostfs"
 	"github.com/pidpressure/pidpressure/internal/logline"
 	"github.com/pidpressure/pidpressure/internal/signature"
+	"github.com/pidpressure/pidpressure/internal/state"
 	"github.com/pidpressure/pidpressure/internal/verdict"
 )
 
@@ -92,6 +94,18 @@ condition True.`,
 				sampler: headroom.NewSampler(sc.Root), corr: verdict.New(vc, clock.RealClock{}),
 			}
 			defer func() { _ = w.sampler.Close() }()
+			if sc.StateDir != "" {
+				// The condition and event aggregation survive a restart: no
+				// flip, no re-announcement.
+				if st, err := state.NewStore(sc.StateDir).Load(); err == nil && len(st.Verdict) > 0 {
+					var snap verdict.Snapshot
+					if err := json.Unmarshal(st.Verdict, &snap); err == nil {
+						w.corr.Restore(snap)
+						w.last, w.printed = snap.Condition, false
+					}
+				}
+				sc.Extra = w.snapshot
+			}
 			src := agent.NewSources(sc, m, clock.RealClock{}, log)
 			return w.run(cmd.Context(), src, sampleEvery)
 		},
@@ -177,6 +191,7 @@ func resolveWatchConfig(fs *pflag.FlagSet, conf config.Config, vflags verdict.Co
 }
 
 type watcher struct {
+	mu      sync.Mutex // guards corr against the state saver
 	root    hostfs.Root
 	out     *recordWriter
 	log     *slog.Logger
@@ -197,12 +212,14 @@ func (w *watcher) run(ctx context.Context, src *agent.Sources, sampleEvery time.
 	if err != nil {
 		return fmt.Errorf("node headroom: %w", err)
 	}
+	w.mu.Lock()
 	w.corr.Record(n)
 	// The start-up audit and zombie census become Events.
 	if d, err := headroom.Diagnose(w.root, headroom.DiagnoseOptions{}); err == nil || d.Node.PIDMax > 0 {
 		w.corr.ObserveAudit(d.Audit)
 		w.corr.ObserveZombies(d.Scan.ZombieParents)
 	}
+	w.mu.Unlock()
 	w.evaluate(true)
 
 	ctx, cancel := context.WithCancel(ctx)
@@ -224,7 +241,9 @@ func (w *watcher) run(ctx context.Context, src *agent.Sources, sampleEvery time.
 		case now := <-tick.C:
 			if !now.Before(nextSample) {
 				if n, err := w.sampler.Node(); err == nil {
+					w.mu.Lock()
 					w.corr.Record(n)
+					w.mu.Unlock()
 				} else {
 					w.log.Warn("node headroom sample failed", "err", err)
 				}
@@ -235,8 +254,21 @@ func (w *watcher) run(ctx context.Context, src *agent.Sources, sampleEvery time.
 	}
 }
 
+// snapshot is the verdict to persist, for the state saver.
+func (w *watcher) snapshot() json.RawMessage {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	b, err := json.Marshal(w.corr.Snapshot())
+	if err != nil {
+		return nil
+	}
+	return b
+}
+
 // observe turns a report into a failure attributed at this moment.
 func (w *watcher) observe(r agent.Report) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	n, err := w.sampler.Node()
 	if err != nil {
 		w.log.Warn("node headroom sample failed", "err", err)
@@ -287,7 +319,9 @@ func who(l logline.Line) string {
 // evaluate prints the condition when it changes (always when first is
 // true) and every event.
 func (w *watcher) evaluate(first bool) {
+	w.mu.Lock()
 	cond, events := w.corr.Evaluate()
+	w.mu.Unlock()
 	if first || !w.printed || cond.Status != w.last.Status || cond.Reason != w.last.Reason {
 		w.out.condition(cond)
 		w.printed = true

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -43,6 +44,9 @@ type Config struct {
 	Rediscover time.Duration
 	// Buffer bounds the reports waiting for the consumer (default 1024).
 	Buffer int
+	// Extra, when set, is saved with the read positions (the verdict). It is
+	// called from the saver's goroutine and must be safe for that.
+	Extra func() json.RawMessage
 }
 
 // Kind says what a report is.
@@ -426,6 +430,9 @@ func (s *Sources) save(store *state.Store) {
 	st.Kmsg = state.KmsgPos{BootID: s.bootID, Seq: s.kmsgSeq.Load()}
 	if w := s.watcher.Load(); w != nil {
 		st.PidsEvents = w.Counters()
+	}
+	if s.cfg.Extra != nil {
+		st.Verdict = s.cfg.Extra()
 	}
 	if err := store.Save(st); err != nil {
 		s.log.Warn("saving state", "path", store.Path(), "err", fmt.Sprint(err))

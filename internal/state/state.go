@@ -40,6 +40,9 @@ type State struct {
 	// PidsEvents maps a cgroup ("v2:/kubepods.slice/…") to the last "max"
 	// count of its pids.events seen.
 	PidsEvents map[string]uint64 `json:"pidsEvents,omitempty"`
+	// Verdict is the condition and event aggregation of the correlator,
+	// opaque to this package.
+	Verdict json.RawMessage `json:"verdict,omitempty"`
 }
 
 // JournalPos is a position in the journal.

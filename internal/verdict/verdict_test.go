@@ -317,3 +317,41 @@ func TestMessagesAreBoundedAndSanitized(t *testing.T) {
 		}
 	}
 }
+
+// TestRestartNeitherFlipsNorReannounces: a correlator restored from a
+// snapshot keeps the condition and its transition time, and does not
+// announce again what was announced within the interval.
+func TestRestartNeitherFlipsNorReannounces(t *testing.T) {
+	t.Parallel()
+	c, clk := newC(t)
+	c.Record(node(1000))
+	c.Observe(cgroupFailure("unit", "/system.slice/kubelet.service", "kubelet.service", nil))
+	cond, events := c.Evaluate()
+	if !cond.Status || len(events) != 1 {
+		t.Fatalf("before restart: %+v, %v", cond, events)
+	}
+	snap := c.Snapshot()
+
+	clk.Step(30 * time.Second)
+	c2 := New(DefaultConfig(), clk)
+	c2.Restore(snap)
+	c2.Record(node(1000))
+	c2.Observe(cgroupFailure("unit", "/system.slice/kubelet.service", "kubelet.service", nil))
+	cond2, events2 := c2.Evaluate()
+	if !cond2.Status || !cond2.LastTransitionTime.Equal(cond.LastTransitionTime) || cond2.Reason != cond.Reason {
+		t.Errorf("after restart: %+v, want the same condition and transition time as %+v", cond2, cond)
+	}
+	if len(events2) != 0 {
+		t.Errorf("re-announced after restart: %+v", events2)
+	}
+	// The repeat is counted and announced at the end of the interval.
+	clk.Step(5 * time.Minute)
+	if _, ev := c2.Evaluate(); len(ev) != 1 || ev[0].Count != 2 {
+		t.Errorf("after the interval: %+v", ev)
+	}
+	c3 := New(DefaultConfig(), clk)
+	c3.Restore(Snapshot{Condition: Condition{Type: "Other"}})
+	if c3.Condition().Status {
+		t.Error("a snapshot of another condition type was taken")
+	}
+}
