@@ -2,14 +2,11 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
-	"strconv"
-	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -18,11 +15,8 @@ import (
 
 	"github.com/pidpressure/pidpressure/internal/agent"
 	"github.com/pidpressure/pidpressure/internal/config"
-	"github.com/pidpressure/pidpressure/internal/headroom"
 	"github.com/pidpressure/pidpressure/internal/hostfs"
-	"github.com/pidpressure/pidpressure/internal/logline"
 	"github.com/pidpressure/pidpressure/internal/signature"
-	"github.com/pidpressure/pidpressure/internal/state"
 	"github.com/pidpressure/pidpressure/internal/verdict"
 )
 
@@ -89,25 +83,9 @@ condition True.`,
 			if err != nil {
 				return err
 			}
-			w := &watcher{
-				root: sc.Root, out: newRecordWriter(cmd.OutOrStdout(), output), log: log,
-				sampler: headroom.NewSampler(sc.Root), corr: verdict.New(vc, clock.RealClock{}),
-			}
-			defer func() { _ = w.sampler.Close() }()
-			if sc.StateDir != "" {
-				// The condition and event aggregation survive a restart: no
-				// flip, no re-announcement.
-				if st, err := state.NewStore(sc.StateDir).Load(); err == nil && len(st.Verdict) > 0 {
-					var snap verdict.Snapshot
-					if err := json.Unmarshal(st.Verdict, &snap); err == nil {
-						w.corr.Restore(snap)
-						w.last, w.printed = snap.Condition, false
-					}
-				}
-				sc.Extra = w.snapshot
-			}
-			src := agent.NewSources(sc, m, clock.RealClock{}, log)
-			return w.run(cmd.Context(), src, sampleEvery)
+			d := agent.NewDetector(agent.DetectorConfig{Sources: sc, Verdict: vc, SampleInterval: sampleEvery},
+				m, clock.RealClock{}, log, newRecordWriter(cmd.OutOrStdout(), output))
+			return d.Run(cmd.Context())
 		},
 	}
 	f := cmd.Flags()
@@ -190,148 +168,6 @@ func resolveWatchConfig(fs *pflag.FlagSet, conf config.Config, vflags verdict.Co
 	return vc, sc
 }
 
-type watcher struct {
-	mu      sync.Mutex // guards corr against the state saver
-	root    hostfs.Root
-	out     *recordWriter
-	log     *slog.Logger
-	sampler *headroom.Sampler
-	corr    *verdict.Correlator
-	hs      []headroom.Hierarchy
-	last    verdict.Condition
-	printed bool
-}
-
-func (w *watcher) run(ctx context.Context, src *agent.Sources, sampleEvery time.Duration) error {
-	hs, err := headroom.Hierarchies(w.root)
-	if err != nil {
-		w.log.Warn("cgroup layer not available", "err", err)
-	}
-	w.hs = hs
-	n, err := w.sampler.Node()
-	if err != nil {
-		return fmt.Errorf("node headroom: %w", err)
-	}
-	w.mu.Lock()
-	w.corr.Record(n)
-	// The start-up audit and zombie census become Events.
-	if d, err := headroom.Diagnose(w.root, headroom.DiagnoseOptions{}); err == nil || d.Node.PIDMax > 0 {
-		w.corr.ObserveAudit(d.Audit)
-		w.corr.ObserveZombies(d.Scan.ZombieParents)
-	}
-	w.mu.Unlock()
-	w.evaluate(true)
-
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	errc := make(chan error, 1)
-	go func() { errc <- src.Run(ctx) }()
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
-	nextSample := time.Now().Add(sampleEvery)
-	for {
-		select {
-		case <-ctx.Done():
-			return <-errc
-		case err := <-errc:
-			return err
-		case r := <-src.Reports():
-			w.observe(r)
-			w.evaluate(false)
-		case now := <-tick.C:
-			if !now.Before(nextSample) {
-				if n, err := w.sampler.Node(); err == nil {
-					w.mu.Lock()
-					w.corr.Record(n)
-					w.mu.Unlock()
-				} else {
-					w.log.Warn("node headroom sample failed", "err", err)
-				}
-				nextSample = now.Add(sampleEvery)
-			}
-			w.evaluate(false)
-		}
-	}
-}
-
-// snapshot is the verdict to persist, for the state saver.
-func (w *watcher) snapshot() json.RawMessage {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	b, err := json.Marshal(w.corr.Snapshot())
-	if err != nil {
-		return nil
-	}
-	return b
-}
-
-// observe turns a report into a failure attributed at this moment.
-func (w *watcher) observe(r agent.Report) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	n, err := w.sampler.Node()
-	if err != nil {
-		w.log.Warn("node headroom sample failed", "err", err)
-		return
-	}
-	w.corr.Record(n)
-	switch r.Kind {
-	case agent.KindMatch:
-		l, h := r.Line, r.Hit
-		o := headroom.Origin{PID: l.Origin.PID, UID: l.Origin.UID, Cgroup: l.Origin.Cgroup}
-		if h.Kernel && h.Fields.Cgroup != "" {
-			o = headroom.Origin{UID: -1, Cgroup: h.Fields.Cgroup}
-		}
-		if o.PID == logline.Unknown {
-			o.PID = 0
-		}
-		f := verdict.Failure{Class: h.Class, Signature: h.Signature, Trust: h.Trust, Who: who(l),
-			Attribution: headroom.Attribute(w.root, n, w.hs, o)}
-		w.corr.Observe(f)
-	case agent.KindRejected:
-		c, err := headroom.DescribeCgroup(w.root, r.Event.Target.Hierarchy, r.Event.Target.Path)
-		if err != nil {
-			return // the cgroup is gone
-		}
-		a := headroom.Attribution{Layer: headroom.LayerCgroup, Limit: "pids.max", Used: c.Current, Max: c.Max.Value, Cgroup: &c, Node: n,
-			Reason: fmt.Sprintf("the kernel refused %d forks in cgroup %s (pids.max %s)", r.Event.Rejected, c.Path, c.Max)}
-		w.corr.Observe(verdict.Failure{Class: signature.ClassProcess, Trust: logline.TrustKernel, Attribution: a, Refused: r.Event.Rejected})
-	}
-}
-
-// who describes the process a line came from.
-func who(l logline.Line) string {
-	o := l.Origin
-	name := logline.Sanitize(o.Comm, 32)
-	if name == "" && o.PID <= 0 {
-		return ""
-	}
-	if name == "" {
-		name = "process"
-	}
-	s := name + " (pid " + strconv.Itoa(o.PID)
-	if o.Unit != "" {
-		s += ", " + logline.Sanitize(o.Unit, 64)
-	}
-	return s + ")"
-}
-
-// evaluate prints the condition when it changes (always when first is
-// true) and every event.
-func (w *watcher) evaluate(first bool) {
-	w.mu.Lock()
-	cond, events := w.corr.Evaluate()
-	w.mu.Unlock()
-	if first || !w.printed || cond.Status != w.last.Status || cond.Reason != w.last.Reason {
-		w.out.condition(cond)
-		w.printed = true
-	}
-	w.last = cond
-	for _, e := range events {
-		w.out.event(e)
-	}
-}
-
 type recordWriter struct {
 	bw     *bufio.Writer
 	enc    *json.Encoder
@@ -345,7 +181,8 @@ func newRecordWriter(w io.Writer, output string) *recordWriter {
 	return &recordWriter{bw: bw, enc: enc, output: output}
 }
 
-func (rw *recordWriter) condition(c verdict.Condition) {
+// Condition prints a condition record.
+func (rw *recordWriter) Condition(c verdict.Condition) {
 	status := "False"
 	if c.Status {
 		status = "True"
@@ -354,7 +191,8 @@ func (rw *recordWriter) condition(c verdict.Condition) {
 		LastTransitionTime: c.LastTransitionTime.UTC().Format(time.RFC3339)})
 }
 
-func (rw *recordWriter) event(e verdict.Event) {
+// Event prints an event record.
+func (rw *recordWriter) Event(e verdict.Event) {
 	typ := "Normal"
 	if e.Warning {
 		typ = "Warning"
