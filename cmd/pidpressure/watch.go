@@ -132,21 +132,11 @@ func resolveWatchConfig(fs *pflag.FlagSet, conf config.Config, vflags verdict.Co
 	if set("event-interval") {
 		vc.EventInterval = vflags.EventInterval
 	}
-	root := conf.HostRoot
+	sc := conf.Detector().Sources
 	if set("host-root") {
-		root = hostRoot
+		sc.Root = hostfs.New(hostRoot)
 	}
-	sc := agent.Config{
-		Root:       hostfs.New(root),
-		Journal:    conf.Sources.Journal.Enabled,
-		JournalDir: conf.Sources.Journal.Dir,
-		PidsEvents: conf.Sources.PidsEvents.Enabled,
-		Cgroups:    append(append([]string(nil), conf.Sources.PidsEvents.Cgroups...), sflags.Cgroups...),
-		StateDir:   conf.StateDir,
-	}
-	if conf.Sources.Kmsg.Enabled {
-		sc.KmsgPath = conf.Sources.Kmsg.Path
-	}
+	sc.Cgroups = append(sc.Cgroups, sflags.Cgroups...)
 	if set("kmsg-path") {
 		sc.KmsgPath = sflags.KmsgPath
 	}

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	shipped "github.com/pidpressure/pidpressure/config"
+	"github.com/pidpressure/pidpressure/internal/agent"
+	"github.com/pidpressure/pidpressure/internal/hostfs"
 	"github.com/pidpressure/pidpressure/internal/signature"
 	"github.com/pidpressure/pidpressure/internal/verdict"
 )
@@ -217,6 +219,22 @@ func (c Config) Verdict() verdict.Config {
 		EventInterval: c.Events.Interval.Duration, MaxSubjects: c.Events.MaxSubjects,
 		ZombieThreshold: t.ZombieThreshold, MaxMessage: c.Events.MaxMessage,
 	}
+}
+
+// Detector returns the whole detector's configuration.
+func (c Config) Detector() agent.DetectorConfig {
+	sc := agent.Config{
+		Root:       hostfs.New(c.HostRoot),
+		Journal:    c.Sources.Journal.Enabled,
+		JournalDir: c.Sources.Journal.Dir,
+		PidsEvents: c.Sources.PidsEvents.Enabled,
+		Cgroups:    append([]string(nil), c.Sources.PidsEvents.Cgroups...),
+		StateDir:   c.StateDir,
+	}
+	if c.Sources.Kmsg.Enabled {
+		sc.KmsgPath = c.Sources.Kmsg.Path
+	}
+	return agent.DetectorConfig{Sources: sc, Verdict: c.Verdict(), SampleInterval: c.SampleInterval.Duration}
 }
 
 // Rules returns the extra signatures followed by the built-in catalog.
