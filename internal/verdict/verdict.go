@@ -43,6 +43,12 @@ const (
 	eventOtherSubjectsSuffix               = " (other subjects)"
 )
 
+// EventReasons lists every Event reason.
+func EventReasons() []EventReason {
+	return []EventReason{EventProcessCreationFailed, EventThreadCreationFailed, EventPodPIDsLimitReached,
+		EventUnitTasksMaxReached, EventUserProcessLimit, EventZombiesAccumulating, EventPIDLimitMisconfigured}
+}
+
 // Condition is the state of PIDPressureRisk.
 type Condition struct {
 	Type               string    `json:"type"`
