@@ -32,7 +32,8 @@ import (
 func main() {
 	// Before the options: the --config.pid-pressure-monitor flag comes
 	// from the problem daemon registry.
-	npd.Register()
+	var metricsAddress string
+	npd.Register(&metricsAddress)
 
 	// klog's flags as upstream NPD exposes them.
 	klogFlags := flag.NewFlagSet("klog", flag.ExitOnError)
@@ -53,6 +54,8 @@ func main() {
 	if err := npdo.AddFlags(pflag.CommandLine); err != nil {
 		klog.Fatalf("Failed to add flags: %v", err)
 	}
+	pflag.StringVar(&metricsAddress, "metrics-address", "",
+		"Serve the pid-pressure monitor's own Prometheus metrics (/metrics) and /healthz on this host:port; overrides the monitor file's metricsAddress.")
 	pflag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

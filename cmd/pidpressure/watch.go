@@ -16,6 +16,7 @@ import (
 	"github.com/pidpressure/pidpressure/internal/agent"
 	"github.com/pidpressure/pidpressure/internal/config"
 	"github.com/pidpressure/pidpressure/internal/hostfs"
+	"github.com/pidpressure/pidpressure/internal/metrics"
 	"github.com/pidpressure/pidpressure/internal/signature"
 	"github.com/pidpressure/pidpressure/internal/verdict"
 )
@@ -35,11 +36,11 @@ type watchRecord struct {
 
 func newWatchCmd() *cobra.Command {
 	var (
-		output, configPath, hostRoot, kmsgPath, journalDir, stateDir string
-		noJournal, noPidsEvents                                      bool
-		cgroups                                                      []string
-		threads                                                      int
-		sampleEvery                                                  time.Duration
+		output, configPath, hostRoot, kmsgPath, journalDir, stateDir, metricsAddr string
+		noJournal, noPidsEvents                                                   bool
+		cgroups                                                                   []string
+		threads                                                                   int
+		sampleEvery                                                               time.Duration
 	)
 	def := config.Default()
 	cfg := def.Verdict()
@@ -85,6 +86,14 @@ condition True.`,
 			}
 			d := agent.NewDetector(agent.DetectorConfig{Sources: sc, Verdict: vc, SampleInterval: sampleEvery},
 				m, clock.RealClock{}, log, newRecordWriter(cmd.OutOrStdout(), output))
+			if cmd.Flags().Changed("metrics-address") {
+				conf.MetricsAddress = metricsAddr
+			}
+			if conf.MetricsAddress != "" {
+				if err := metrics.Serve(cmd.Context(), conf.MetricsAddress, d, log); err != nil {
+					return err
+				}
+			}
 			return d.Run(cmd.Context())
 		},
 	}
@@ -98,6 +107,7 @@ condition True.`,
 	f.BoolVar(&noPidsEvents, "no-pids-events", false, "do not watch pids.events")
 	f.StringArrayVar(&cgroups, "cgroup", nil, "also watch this cgroup (path as in /proc/PID/cgroup); repeatable")
 	f.StringVar(&stateDir, "state-dir", "", "keep read positions in this directory, to resume after a restart")
+	f.StringVar(&metricsAddr, "metrics-address", "", "serve Prometheus metrics (/metrics) and /healthz on this host:port; default: the config's metricsAddress (none)")
 	f.IntVar(&threads, "prewarm-threads", agent.DefaultThreads, "OS threads to create at start-up")
 	f.DurationVar(&sampleEvery, "sample-interval", def.SampleInterval.Duration, "how often the node headroom is sampled")
 	f.Float64Var(&cfg.WarningPercent, "warning-percent", cfg.WarningPercent, "node usage (percent of the usable limit) that turns the condition True")

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -65,7 +66,9 @@ func TestWatchCgroupScenarios(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	args, _ := json.Marshal([]string{"watch", "-o", "jsonl", "--sample-interval", "500ms", "--failure-window", "5s", "--quiet-period", "5s", "--event-interval", "5s"})
+	addr := freePort(t)
+	args, _ := json.Marshal([]string{"watch", "-o", "jsonl", "--sample-interval", "500ms", "--failure-window", "5s", "--quiet-period", "5s", "--event-interval", "5s",
+		"--metrics-address", addr})
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
 	w := exec.CommandContext(ctx, self)
@@ -187,6 +190,31 @@ print(refused)
 	}
 	t.Logf("10,000 refused forks in one pod: %d event(s); last: %s", len(podEvents), podEvents[len(podEvents)-1].Message)
 
+	// The metrics tell the same story: the pod's layer at its limit, the
+	// refusals counted, the storm aggregated, the forged line by its trust.
+	_, body := get("http://" + addr + "/metrics")
+	podPath := "/kubepods/pod" + uid
+	for _, c := range []struct {
+		name   string
+		labels []string
+		min    float64
+		max    float64
+	}{
+		{"pidpressure_cgroup_limit_tasks", []string{"cgroup", podPath, "kind", "pod"}, 2, 2},
+		{"pidpressure_cgroup_headroom_tasks", []string{"cgroup", podPath}, 0, 1},
+		{"pidpressure_cgroup_pids_max_events_total", []string{"cgroup", podPath}, 10000, 20000},
+		{"pidpressure_rejected_forks_total", []string{"cgroup", podPath}, 10000, 20000},
+		{"pidpressure_events_total", []string{"reason", "PodPIDsLimitReached", "outcome", "announced"}, 1, 10},
+		{"pidpressure_events_total", []string{"reason", "PodPIDsLimitReached", "outcome", "aggregated"}, 1, 20000},
+		{"pidpressure_matches_total", []string{"family", "go", "trust", "attributed"}, 1, 1e9},
+		{"pidpressure_condition_true", nil, 0, 0},
+		{"pidpressure_source_up", []string{"source", "pids.events"}, 1, 1},
+	} {
+		if v, ok := metricValue(body, c.name, c.labels...); !ok || v < c.min || v > c.max {
+			t.Errorf("%s%v = %v (found %v), want %v–%v", c.name, c.labels, v, ok, c.min, c.max)
+		}
+	}
+
 	// 3. A real Go program failing at kubelet.service's TasksMax.
 	unit := exec.Command("sh", "-c", fmt.Sprintf("echo $$ > %s/cgroup.procs; echo $$ > %s/cgroup.procs; exec systemd-cat -t kubelet %s", unitUnified, unitPids, goBomb))
 	_ = unit.Run() // it dies of newosproc
@@ -202,6 +230,16 @@ print(refused)
 		}
 		return unitEvent && trueCond
 	})
+	_, body = get("http://" + addr + "/metrics")
+	if v, ok := metricValue(body, "pidpressure_condition_reason", "reason", "PIDExhausted"); !ok || v != 1 {
+		t.Errorf("pidpressure_condition_reason{reason=PIDExhausted} = %v (found %v), want 1", v, ok)
+	}
+	if v, ok := metricValue(body, "pidpressure_cgroup_limit_tasks", "cgroup", "/system.slice/kubelet.service", "kind", "unit"); !ok || v != 12 {
+		t.Errorf("kubelet.service's TasksMax in the metrics = %v (found %v), want 12", v, ok)
+	}
+	if code, health := get("http://" + addr + "/healthz"); code != http.StatusOK || !strings.Contains(health, "journal: up") || !strings.Contains(health, "kmsg: up") {
+		t.Errorf("/healthz = %d %q, want 200 with every source up", code, health)
+	}
 }
 
 // refusedIn returns N from "…, N forks refused…" in a message (0 if none).

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"k8s.io/utils/clock"
@@ -47,6 +48,10 @@ type Detector struct {
 	hs      []headroom.Hierarchy
 	last    verdict.Condition
 	printed bool
+
+	src      atomic.Pointer[Sources]
+	matches  map[MatchKey]uint64 // under mu
+	rejected map[string]uint64   // under mu
 }
 
 // NewDetector returns a detector; nothing runs until Run.
@@ -55,7 +60,8 @@ func NewDetector(cfg DetectorConfig, m *signature.Matcher, clk clock.WithTicker,
 		cfg.SampleInterval = 2 * time.Second
 	}
 	return &Detector{cfg: cfg, m: m, clock: clk, log: log, sink: sink,
-		sampler: headroom.NewSampler(cfg.Sources.Root), corr: verdict.New(cfg.Verdict, clk)}
+		sampler: headroom.NewSampler(cfg.Sources.Root), corr: verdict.New(cfg.Verdict, clk),
+		matches: map[MatchKey]uint64{}, rejected: map[string]uint64{}}
 }
 
 // Run runs until ctx is done (then it returns nil) or the node layer cannot
@@ -95,6 +101,7 @@ func (d *Detector) Run(ctx context.Context) error {
 	d.evaluate(true)
 
 	src := NewSources(scfg, d.m, d.clock, d.log)
+	d.src.Store(src)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	errc := make(chan error, 1)
@@ -142,6 +149,7 @@ func (d *Detector) snapshot() json.RawMessage {
 func (d *Detector) observe(r Report) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	d.count(r)
 	n, err := d.sampler.Node()
 	if err != nil {
 		d.log.Warn("node headroom sample failed", "err", err)

@@ -85,6 +85,7 @@ type Sources struct {
 	out     chan Report
 	stats   Stats
 	healthy [3]atomic.Bool // journal, kmsg, pids.events
+	per     [3]sourceCounters
 
 	// positions, updated by the sources, read by the saver
 	journalCursor atomic.Pointer[string]
@@ -93,6 +94,50 @@ type Sources struct {
 	watcher       atomic.Pointer[pidsevents.Watcher]
 	saveNow       chan struct{}
 }
+
+type sourceCounters struct {
+	lines, overruns atomic.Uint64
+	lag             atomic.Int64 // nanoseconds
+	unsupported     atomic.Bool
+	lastErr         atomic.Pointer[string]
+}
+
+// SourceStat describes one source for metrics and health.
+type SourceStat struct {
+	Name    string
+	Enabled bool
+	// Up is true while the source runs.
+	Up bool
+	// Lines read (journal, kmsg) or refusals seen (pids.events).
+	Lines uint64
+	// Overruns: kmsg records overwritten before they were read.
+	Overruns uint64
+	// Lag is how old the last record was when it was read (journal: sampled
+	// once a second; kmsg: every record). Zero for pids.events.
+	Lag time.Duration
+	// Unsupported: the host does not have it; it was left off for good.
+	Unsupported bool
+	// Err is why it last stopped ("" if it never did).
+	Err string
+}
+
+// SourceStats returns every source's state.
+func (s *Sources) SourceStats() []SourceStat {
+	enabled := [3]bool{s.cfg.Journal, s.cfg.KmsgPath != "", s.cfg.PidsEvents}
+	out := make([]SourceStat, 3)
+	for i := range out {
+		p := &s.per[i]
+		out[i] = SourceStat{Name: sourceNames[i], Enabled: enabled[i], Up: s.healthy[i].Load(),
+			Lines: p.lines.Load(), Overruns: p.overruns.Load(), Lag: time.Duration(p.lag.Load()), Unsupported: p.unsupported.Load()}
+		if e := p.lastErr.Load(); e != nil {
+			out[i].Err = *e
+		}
+	}
+	return out
+}
+
+// sourceNames are the sources' names, by health index.
+var sourceNames = [3]string{"journal", "kmsg", "pids.events"} //nolint:gochecknoglobals // a constant table
 
 // Health indexes.
 const (
@@ -165,19 +210,19 @@ func (s *Sources) Run(ctx context.Context) error {
 	g, ctx := errgroup.WithContext(ctx)
 	if s.cfg.Journal {
 		g.Go(func() error {
-			s.supervise(ctx, "journal", func(ctx context.Context) error { return s.runJournal(ctx, st.Journal.Cursor) })
+			s.supervise(ctx, srcJournal, func(ctx context.Context) error { return s.runJournal(ctx, st.Journal.Cursor) })
 			return nil
 		})
 	}
 	if s.cfg.KmsgPath != "" {
 		g.Go(func() error {
-			s.supervise(ctx, "kmsg", func(ctx context.Context) error { return s.runKmsg(ctx, st.Kmsg, fresh) })
+			s.supervise(ctx, srcKmsg, func(ctx context.Context) error { return s.runKmsg(ctx, st.Kmsg, fresh) })
 			return nil
 		})
 	}
 	if s.cfg.PidsEvents {
 		g.Go(func() error {
-			s.supervise(ctx, "pids.events", func(ctx context.Context) error { return s.runPidsEvents(ctx, st.PidsEvents, fresh) })
+			s.supervise(ctx, srcPidsEvents, func(ctx context.Context) error { return s.runPidsEvents(ctx, st.PidsEvents, fresh) })
 			return nil
 		})
 	}
@@ -197,14 +242,18 @@ func (s *Sources) Run(ctx context.Context) error {
 // supervise runs a source until ctx is done, restarting it with capped
 // exponential backoff when it fails, and giving up on one that is not
 // supported on this host.
-func (s *Sources) supervise(ctx context.Context, name string, run func(context.Context) error) {
+func (s *Sources) supervise(ctx context.Context, idx int, run func(context.Context) error) {
+	name := sourceNames[idx]
 	backoff := time.Second
 	for ctx.Err() == nil {
 		err := run(ctx)
-		switch {
-		case ctx.Err() != nil:
+		if ctx.Err() != nil {
 			return
-		case errors.Is(err, journal.ErrNotSupported), errors.Is(err, kmsg.ErrNotSupported), errors.Is(err, headroom.ErrNotSupported):
+		}
+		msg := fmt.Sprint(err)
+		s.per[idx].lastErr.Store(&msg)
+		if errors.Is(err, journal.ErrNotSupported) || errors.Is(err, kmsg.ErrNotSupported) || errors.Is(err, headroom.ErrNotSupported) {
+			s.per[idx].unsupported.Store(true)
 			s.log.Warn("source not supported here; the others carry on", "source", name, "err", err)
 			return
 		}
@@ -244,6 +293,7 @@ func (s *Sources) runJournal(ctx context.Context, cursor string) error {
 			return err
 		}
 		s.stats.Lines.Add(1)
+		s.per[srcJournal].lines.Add(1)
 		// The source read only MESSAGE; the trusted fields are read for the
 		// lines that match, and context for the rules that need it.
 		if h, ok := s.m.MatchWith(l.Message, context); ok {
@@ -270,6 +320,9 @@ func (s *Sources) runJournal(ctx context.Context, cursor string) error {
 		if now := s.clock.Now(); now.Sub(lastCursor) >= time.Second {
 			s.recordCursor(src)
 			lastCursor = now
+			if t, err := src.Realtime(); err == nil {
+				s.per[srcJournal].lag.Store(int64(now.Sub(t)))
+			}
 		}
 	}
 }
@@ -316,9 +369,15 @@ func (s *Sources) runKmsg(ctx context.Context, pos state.KmsgPos, fresh bool) er
 	for {
 		l, err := r.Next(ctx)
 		if err != nil {
-			return err
+			return fmt.Errorf("reading %s: %w", s.cfg.KmsgPath, err)
 		}
 		s.stats.Lines.Add(1)
+		p := &s.per[srcKmsg]
+		p.lines.Add(1)
+		p.overruns.Store(r.Stats().Overruns)
+		if !l.Time.IsZero() {
+			p.lag.Store(int64(s.clock.Now().Sub(l.Time)))
+		}
 		s.match(stream, l)
 		s.kmsgSeq.Store(r.LastSeq())
 	}
@@ -385,6 +444,7 @@ func (s *Sources) runPidsEvents(ctx context.Context, last map[string]uint64, fre
 			s.setTargets(w, hs, nil, false) // new cgroups start from zero
 		case ev := <-events:
 			s.stats.Rejected.Add(ev.Rejected)
+			s.per[srcPidsEvents].lines.Add(ev.Rejected)
 			s.deliver(Report{Kind: KindRejected, Time: s.clock.Now(), Event: ev})
 		}
 	}

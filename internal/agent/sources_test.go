@@ -36,8 +36,13 @@ func TestSuperviseBacksOff(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
-		s.supervise(ctx, "test", func(context.Context) error { runs.Add(1); return errors.New("boom") })
+		s.supervise(ctx, srcKmsg, func(context.Context) error { runs.Add(1); return errors.New("boom") })
 		close(done)
+	}()
+	defer func() {
+		if st := s.SourceStats()[srcKmsg]; st.Err != "boom" || st.Unsupported {
+			t.Errorf("kmsg stat after failures: %+v, want Err boom, supported", st)
+		}
 	}()
 	waitFor := func(n int32) {
 		t.Helper()
@@ -74,12 +79,15 @@ func TestSuperviseGivesUpWhenNotSupported(t *testing.T) {
 	t.Parallel()
 	s := newTestSources(t, testclock.NewFakeClock(time.Unix(0, 0)), 1)
 	var runs atomic.Int32
-	s.supervise(context.Background(), "journal", func(context.Context) error {
+	s.supervise(context.Background(), srcJournal, func(context.Context) error {
 		runs.Add(1)
 		return journal.ErrNotSupported
 	})
 	if runs.Load() != 1 {
 		t.Errorf("runs = %d, want 1", runs.Load())
+	}
+	if st := s.SourceStats()[srcJournal]; !st.Unsupported || st.Up {
+		t.Errorf("journal stat %+v, want unsupported and not up", st)
 	}
 }
 

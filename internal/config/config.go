@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"path"
 	"time"
 
@@ -56,6 +57,9 @@ type Config struct {
 	HostRoot string `json:"hostRoot"`
 	// StateDir keeps read positions and the verdict across restarts ("" keeps none).
 	StateDir string `json:"stateDir"`
+	// MetricsAddress is where the agent's own metrics and /healthz listen
+	// (host:port; "" serves none).
+	MetricsAddress string `json:"metricsAddress"`
 	// Signatures are extra rules, tried before the built-in catalog.
 	Signatures []signature.Rule `json:"signatures,omitempty"`
 }
@@ -181,6 +185,11 @@ func (c Config) Validate() error {
 	}
 	if c.HostRoot == "" || !path.IsAbs(c.HostRoot) {
 		bad("hostRoot", "must be an absolute path, is %q", c.HostRoot)
+	}
+	if c.MetricsAddress != "" {
+		if _, port, err := net.SplitHostPort(c.MetricsAddress); err != nil || port == "" {
+			bad("metricsAddress", "must be host:port (\"127.0.0.1:20258\", \":20258\"), is %q", c.MetricsAddress)
+		}
 	}
 	for i, p := range c.Sources.PidsEvents.Cgroups {
 		if !path.IsAbs(p) {

@@ -64,6 +64,7 @@ func TestValidateReportsEverything(t *testing.T) {
 	  "thresholds": {"warningPercent": 150, "recoveryPercent": 160, "quietPeriod": "0s", "minTrendSamples": 1},
 	  "events": {"interval": "1m", "maxSubjects": 0, "maxMessage": 10},
 	  "hostRoot": "host",
+	  "metricsAddress": "20258",
 	  "sources": {"pidsEvents": {"enabled": true, "cgroups": ["kubepods.slice"]}},
 	  "signatures": [
 	    {"id": "MyThing", "family": "app", "class": "thread", "strength": "definitive", "anchors": ["mything"], "pattern": "mything failed"},
@@ -87,6 +88,7 @@ func TestValidateReportsEverything(t *testing.T) {
 		"events.maxMessage: must be at least 128",
 		"hostRoot: must be an absolute path",
 		"sources.pidsEvents.cgroups[0]: must start with /",
+		`metricsAddress: must be host:port ("127.0.0.1:20258", ":20258"), is "20258"`,
 		"signatures[1]: rules[0]: invalid rule Bad: pattern:",
 		"signatures[2].id: GoThreadCreateFailed is a built-in signature",
 		"signatures[3].id: MyThing is already used by signatures[0]",

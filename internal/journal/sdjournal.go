@@ -277,6 +277,20 @@ func (s *Source) Cursor() (string, error) {
 	return s.j.GetCursor()
 }
 
+// Realtime returns when the last entry returned was written.
+func (s *Source) Realtime() (time.Time, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed.Load() {
+		return time.Time{}, ErrClosed
+	}
+	us, err := s.j.GetRealtimeUsec()
+	if err != nil {
+		return time.Time{}, err
+	}
+	return time.UnixMicro(int64(us)), nil //nolint:gosec // microseconds since 1970 fit an int64 until the year 294247
+}
+
 // Stats returns the counters.
 func (s *Source) Stats() SourceStats {
 	return SourceStats{

@@ -5,6 +5,7 @@ package journal
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/pidpressure/pidpressure/internal/logline"
 )
@@ -36,3 +37,6 @@ func (*Source) Stats() SourceStats { return SourceStats{} }
 
 // Close is never reached.
 func (*Source) Close() error { return nil }
+
+// Realtime is not supported without cgo.
+func (*Source) Realtime() (time.Time, error) { return time.Time{}, ErrNotSupported }

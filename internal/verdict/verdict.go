@@ -171,7 +171,43 @@ type Correlator struct {
 	announced map[EventReason]int // new subjects announced in the current interval
 	window    time.Time           // start of the current interval
 	out       []Event
+	tally     map[EventReason]*Tally
 }
+
+// Tally counts what happened to a reason's occurrences: announced at once
+// as a new Event, folded into an existing Event's count, and the summaries
+// ("N times since …") announced later for the folded ones.
+type Tally struct {
+	Announced, Aggregated, Summaries uint64
+}
+
+// Tally returns the counts per reason since the correlator was created.
+func (c *Correlator) Tally() map[EventReason]Tally {
+	out := make(map[EventReason]Tally, len(c.tally))
+	for r, t := range c.tally {
+		out[r] = *t
+	}
+	return out
+}
+
+func (c *Correlator) count(r EventReason) *Tally {
+	t := c.tally[r]
+	if t == nil {
+		t = &Tally{}
+		c.tally[r] = t
+	}
+	return t
+}
+
+// Prediction returns the time until the binding node limit is reached at
+// the current growth, when the trend is worth trusting.
+func (c *Correlator) Prediction() (time.Duration, bool) {
+	d, _, ok := c.predict()
+	return d, ok
+}
+
+// Node returns the last node sample.
+func (c *Correlator) Node() (headroom.Node, bool) { return c.node, c.hasNode }
 
 // New returns a correlator whose condition starts False.
 func New(cfg Config, clk clock.PassiveClock) *Correlator {
@@ -183,6 +219,7 @@ func New(cfg Config, clk clock.PassiveClock) *Correlator {
 		aggs:      map[string]*agg{},
 		announced: map[EventReason]int{},
 		window:    now,
+		tally:     map[EventReason]*Tally{},
 	}
 }
 
@@ -318,8 +355,10 @@ func (c *Correlator) event(reason EventReason, subject, msg string, warning bool
 		a.ev.Count, a.ev.LastTime, a.ev.Message = 1, now, c.clip(msg)
 		a.lastAnnounce = now
 		c.out = append(c.out, a.ev)
+		c.count(reason).Announced++
 		return
 	}
+	c.count(a.ev.Reason).Aggregated++
 	a.ev.Count++
 	a.ev.LastTime = now
 	a.ev.Message = c.clip(msg)
@@ -347,6 +386,7 @@ func (c *Correlator) Evaluate() (Condition, []Event) {
 			e := a.ev
 			e.Message = c.clip(fmt.Sprintf("%s (%d times since %s)", e.Message, e.Count, e.FirstTime.UTC().Format(time.RFC3339)))
 			c.out = append(c.out, e)
+			c.count(e.Reason).Summaries++
 		case a.pending == 0 && now.Sub(a.ev.LastTime) > 2*c.cfg.EventInterval:
 			delete(c.aggs, key) // quiet for two intervals: a new occurrence is news again
 		}

@@ -212,6 +212,9 @@ func TestStormIsAggregated(t *testing.T) {
 	if all[0].Count != 1 || all[1].Count != 10000 || !strings.Contains(all[1].Message, "10000 times since") {
 		t.Errorf("counts %d, %d; message %q", all[0].Count, all[1].Count, all[1].Message)
 	}
+	if got, want := c.Tally()[EventPodPIDsLimitReached], (Tally{Announced: 1, Aggregated: 9999, Summaries: 1}); got != want {
+		t.Errorf("tally %+v, want %+v", got, want)
+	}
 	// Quiet for two intervals: the next occurrence is news again.
 	clk.Step(11 * time.Minute)
 	c.Evaluate()

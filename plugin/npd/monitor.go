@@ -22,6 +22,7 @@ import (
 	"github.com/pidpressure/pidpressure/internal/agent"
 	"github.com/pidpressure/pidpressure/internal/config"
 	"github.com/pidpressure/pidpressure/internal/logline"
+	"github.com/pidpressure/pidpressure/internal/metrics"
 	"github.com/pidpressure/pidpressure/internal/signature"
 	"github.com/pidpressure/pidpressure/internal/verdict"
 )
@@ -32,14 +33,22 @@ const DaemonType types.ProblemDaemonType = "pid-pressure-monitor"
 
 // Register adds the monitor to NPD's registry. Call it before NPD's
 // options add their flags: the --config.<type> flag comes from the registry.
-func Register() {
+// metricsAddress, read when a monitor is created (after the flags are
+// parsed), overrides the files' metricsAddress when it is not empty.
+func Register(metricsAddress *string) {
 	problemdaemon.Register(DaemonType, types.ProblemDaemonHandler{
-		CreateProblemDaemonOrDie: newMonitorOrDie,
-		CmdOptionDescription:     "Set to config file paths of the PID pressure monitor (PIDPressureRisk).",
+		CreateProblemDaemonOrDie: func(path string) types.Monitor {
+			m := newMonitorOrDie(path)
+			if metricsAddress != nil && *metricsAddress != "" {
+				m.conf.MetricsAddress = *metricsAddress
+			}
+			return m
+		},
+		CmdOptionDescription: "Set to config file paths of the PID pressure monitor (PIDPressureRisk).",
 	})
 }
 
-func newMonitorOrDie(path string) types.Monitor {
+func newMonitorOrDie(path string) *Monitor {
 	m, err := NewMonitor(path)
 	if err != nil {
 		klog.Fatalf("pid-pressure-monitor: %v", err)
@@ -50,6 +59,7 @@ func newMonitorOrDie(path string) types.Monitor {
 // Monitor is one configured detector as an NPD types.Monitor.
 type Monitor struct {
 	conf   config.Config
+	log    *slog.Logger
 	clock  clock.Clock
 	det    *agent.Detector
 	statc  chan *types.Status
@@ -86,6 +96,7 @@ func NewMonitor(path string) (*Monitor, error) {
 	}
 	mon := &Monitor{conf: conf, clock: clock.RealClock{}, statc: make(chan *types.Status, statusBuffer)}
 	log := slog.New(logr.ToSlogHandler(klog.Background().WithName(string(DaemonType))))
+	mon.log = log
 	mon.det = agent.NewDetector(conf.Detector(), m, clock.RealClock{}, log, mon)
 	return mon, nil
 }
@@ -96,6 +107,12 @@ func (m *Monitor) Start() (<-chan *types.Status, error) {
 	agent.PrewarmThreads(agent.DefaultThreads, 0)
 	ctx, cancel := context.WithCancel(context.Background())
 	m.ctx, m.cancel, m.done = ctx, cancel, make(chan struct{})
+	if m.conf.MetricsAddress != "" {
+		if err := metrics.Serve(ctx, m.conf.MetricsAddress, m.det, m.log); err != nil {
+			cancel()
+			return nil, err
+		}
+	}
 	go func() {
 		defer close(m.done)
 		if err := m.det.Run(ctx); err != nil {

@@ -1,0 +1,96 @@
+package agent
+
+import (
+	"maps"
+	"time"
+
+	"github.com/pidpressure/pidpressure/internal/headroom"
+	"github.com/pidpressure/pidpressure/internal/verdict"
+)
+
+// View is the detector's state for metrics and health, taken at once.
+type View struct {
+	Condition verdict.Condition
+	// Node is the last node headroom sample (HasNode false before the first).
+	Node    headroom.Node
+	HasNode bool
+	// Prediction is the time until the binding node limit at the current
+	// growth, when Predicting (a trend worth trusting).
+	Prediction time.Duration
+	Predicting bool
+	// Matches counts matched lines by signature, family and trust.
+	Matches map[MatchKey]uint64
+	// Rejected counts forks refused by pids.max, per cgroup path (at most
+	// maxRejectedCgroups paths; the rest under "other").
+	Rejected map[string]uint64
+	// Events tallies the Events per reason.
+	Events map[verdict.EventReason]verdict.Tally
+	// Sources are the live sources (nil before Run starts them).
+	Sources []SourceStat
+	// Dropped reports: the detector fell behind the sources.
+	Dropped uint64
+}
+
+// MatchKey labels a matched line.
+type MatchKey struct{ Signature, Family, Trust string }
+
+// maxRejectedCgroups bounds the per-cgroup refusal counts: pods come and go.
+const maxRejectedCgroups = 256
+
+// View returns the detector's state now. It is safe to call at any time.
+func (d *Detector) View() View {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	v := View{Condition: d.corr.Condition(), Matches: maps.Clone(d.matches), Rejected: maps.Clone(d.rejected), Events: d.corr.Tally()}
+	v.Node, v.HasNode = d.corr.Node()
+	v.Prediction, v.Predicting = d.corr.Prediction()
+	if src := d.src.Load(); src != nil {
+		v.Sources = src.SourceStats()
+		v.Dropped = src.Stats().Dropped.Load()
+	}
+	return v
+}
+
+// count records a report for the view; d.mu is held.
+func (d *Detector) count(r Report) {
+	switch r.Kind {
+	case KindMatch:
+		d.matches[MatchKey{r.Hit.Signature, r.Hit.Family, string(r.Hit.Trust)}]++
+	case KindRejected:
+		p := r.Event.Target.Path
+		if _, ok := d.rejected[p]; !ok && len(d.rejected) >= maxRejectedCgroups {
+			p = "other"
+		}
+		d.rejected[p] += r.Event.Rejected
+	}
+}
+
+// Cgroups samples the cgroups that matter to the node now: the kubepods
+// cgroup, its QoS classes, each pod, and the node components' units (not
+// containers: one series per container is too many). A cgroup that vanishes
+// while it is read is left out.
+func (d *Detector) Cgroups() []headroom.Cgroup {
+	root := d.cfg.Sources.Root
+	hs, err := headroom.Hierarchies(root)
+	if err != nil {
+		return nil
+	}
+	var out []headroom.Cgroup
+	seen := map[string]bool{}
+	for _, h := range hs {
+		ts, _ := headroom.Discover(root, h) // what was found before an error still counts
+		for _, t := range ts {
+			if t.Kind == "container" || seen[t.Path] {
+				continue
+			}
+			c, err := headroom.ReadCgroup(h, t.Path)
+			if err != nil {
+				continue
+			}
+			c.Kind, c.Pod = t.Kind, t.Pod
+			seen[t.Path] = true
+			out = append(out, c)
+		}
+	}
+	return out
+}
