@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"net"
 	"net/http"
@@ -65,11 +66,11 @@ func TestDropInPrometheus(t *testing.T) {
 	"sources": {"journal": {"enabled": false}, "kmsg": {"enabled": false}, "pidsEvents": {"enabled": false}}}`), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	port := freePort(t)
+	port, own := freePort(t), freePort(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	cmd, errOut := command(ctx, "--config.pid-pressure-monitor="+conf, "--enable-k8s-exporter=false",
-		"--prometheus-address=127.0.0.1", "--prometheus-port="+strconv.Itoa(port))
+		"--prometheus-address=127.0.0.1", "--prometheus-port="+strconv.Itoa(port), "--metrics-address=127.0.0.1:"+strconv.Itoa(own))
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -77,13 +78,8 @@ func TestDropInPrometheus(t *testing.T) {
 	var body string
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
-		if resp, err := http.Get(url); err == nil {
-			b, _ := io.ReadAll(resp.Body)
-			_ = resp.Body.Close()
-			body = string(b)
-			if gauge(body, "PIDPressureRisk", "PIDHeadroomLow") == "1" {
-				break
-			}
+		if _, body = fetch(url); gauge(body, "PIDPressureRisk", "PIDHeadroomLow") == "1" {
+			break
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
@@ -93,10 +89,28 @@ func TestDropInPrometheus(t *testing.T) {
 	if !strings.Contains(body, `problem_counter{reason="ProcessCreationFailed"}`) {
 		t.Errorf("event reasons are not initialised at zero:\n%s", body)
 	}
+	// The monitor's own listener (--metrics-address): its metrics and health.
+	ownURL := "http://127.0.0.1:" + strconv.Itoa(own)
+	if _, b := fetch(ownURL + "/metrics"); !strings.Contains(b, "pidpressure_condition_true 1") {
+		t.Errorf("own metrics lack pidpressure_condition_true 1:\n%s", b)
+	}
+	if code, b := fetch(ownURL + "/healthz"); code != http.StatusOK || !strings.HasPrefix(b, "ok") {
+		t.Errorf("/healthz = %d %q", code, b)
+	}
 	_ = cmd.Process.Signal(syscall.SIGTERM)
 	if err := cmd.Wait(); err != nil {
 		t.Errorf("after SIGTERM: %v\n%s", err, errOut)
 	}
+}
+
+func fetch(url string) (int, string) {
+	resp, err := http.Get(url) //nolint:noctx // a test's short request
+	if err != nil {
+		return 0, ""
+	}
+	defer func() { _ = resp.Body.Close() }()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }
 
 // gauge returns the value of problem_gauge{type, reason} in a Prometheus
@@ -125,4 +139,59 @@ func TestBadConfigFailsAtStart(t *testing.T) {
 	if err == nil || !strings.Contains(errOut.String(), "thresholds.warningPercent") {
 		t.Errorf("exit %v, stderr %q; want failure naming thresholds.warningPercent", err, errOut)
 	}
+}
+
+// TestStockNPDRunsCheck runs NPD's own custom plugin monitor with
+// config/pid-pressure-plugin.json, its rule pointed at a freshly built
+// pidpressure and checking the generated host at 97 % of pid_max: NPD execs
+// the check, reads exit 1 and sets its permanent condition, visible in
+// problem_gauge.
+func TestStockNPDRunsCheck(t *testing.T) {
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "pidpressure")
+	build := exec.Command("go", "build", "-o", bin, "../pidpressure")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	host, err := filepath.Abs(filepath.Join("..", "..", "testdata", "hosts", "pidmax-97pct"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	monitor := filepath.Join(dir, "monitor.json")
+	if err := os.WriteFile(monitor, []byte(`{"sources": {"journal": {"enabled": false}, "kmsg": {"enabled": false}, "pidsEvents": {"enabled": false}}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join("..", "..", "config", "pid-pressure-plugin.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var plugin map[string]any
+	if err := json.Unmarshal(b, &plugin); err != nil {
+		t.Fatal(err)
+	}
+	plugin["pluginConfig"].(map[string]any)["invoke_interval"] = "1s"
+	rule := plugin["rules"].([]any)[0].(map[string]any)
+	rule["path"] = bin
+	rule["args"] = []string{"check", "--state-dir", filepath.Join(dir, "state"), "--window", "300ms", "--host-root", host, "--config", monitor}
+	pluginConf := filepath.Join(dir, "pid-pressure-plugin.json")
+	b, _ = json.Marshal(plugin)
+	if err := os.WriteFile(pluginConf, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	port := freePort(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd, errOut := command(ctx, "--config.custom-plugin-monitor="+pluginConf, "--enable-k8s-exporter=false",
+		"--prometheus-address=127.0.0.1", "--prometheus-port="+strconv.Itoa(port))
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() }()
+	var body string
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		if _, body = fetch("http://127.0.0.1:" + strconv.Itoa(port) + "/metrics"); gauge(body, "PIDPressureRisk", "PIDPressureRiskDetected") == "1" {
+			return
+		}
+	}
+	t.Fatalf("NPD's custom plugin monitor did not set PIDPressureRisk from the check:\n%s\nstderr:\n%s", body, errOut)
 }

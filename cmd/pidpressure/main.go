@@ -78,7 +78,7 @@ pids.max (systemd's TasksMax) or a user's RLIMIT_NPROC.`,
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newReplayCmd(), newDiagnoseCmd(), newTailCmd(), newWatchCmd(), newVersionCmd())
+	root.AddCommand(newReplayCmd(), newDiagnoseCmd(), newTailCmd(), newWatchCmd(), newCheckCmd(), newVersionCmd())
 	return root
 }
 
