@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -100,32 +99,8 @@ func TestCheckSeesWhatHappenedBetweenChecks(t *testing.T) {
 		t.Fatalf("first check: exit %d, %q", code, line)
 	}
 
-	p := exec.Command(py, "-c", `
-import os, sys
-sys.stdin.readline()
-refused = 0
-for i in range(100):
-    try:
-        pid = os.fork()
-        if pid == 0:
-            os._exit(0)
-        os.waitpid(pid, 0)
-    except OSError:
-        refused += 1
-print(refused)
-`)
-	in, _ := p.StdinPipe()
-	outp, _ := p.StdoutPipe()
-	if err := p.Start(); err != nil {
-		t.Fatal(err)
-	}
-	mustWrite(t, filepath.Join(unit, "cgroup.procs"), strconv.Itoa(p.Process.Pid))
-	_, _ = in.Write([]byte("go\n"))
-	var buf bytes.Buffer
-	_, _ = buf.ReadFrom(outp)
-	_ = p.Wait()
-	if strings.TrimSpace(buf.String()) != "100" {
-		t.Fatalf("the program saw %q refused forks, want 100", buf.String())
+	if refused := refuseForks(t, py, unit, 100, false); refused != 100 {
+		t.Fatalf("the program saw %d refused forks, want 100", refused)
 	}
 
 	code, line := runCheck(t, args...)

@@ -132,33 +132,8 @@ func TestWatchCgroupScenarios(t *testing.T) {
 	if err != nil {
 		t.Skipf("python3: %v", err)
 	}
-	py := exec.Command(strings.TrimSpace(string(pyPath)), "-c", `
-import os, sys, time
-sys.stdin.readline()
-if os.fork() == 0:
-    time.sleep(60); os._exit(0)
-refused = 0
-for i in range(10000):
-    try:
-        pid = os.fork()
-        if pid == 0:
-            os._exit(0)
-        os.waitpid(pid, 0)
-    except OSError:
-        refused += 1
-print(refused)
-`)
-	pyIn, _ := py.StdinPipe()
-	pyOut, _ := py.StdoutPipe()
-	if err := py.Start(); err != nil {
-		t.Fatal(err)
-	}
-	mustWrite(t, filepath.Join(podDir, "cgroup.procs"), strconv.Itoa(py.Process.Pid))
-	_, _ = pyIn.Write([]byte("go\n"))
-	line, _ := bufio.NewReader(pyOut).ReadString('\n')
-	_ = py.Wait()
-	if refused, _ := strconv.Atoi(strings.TrimSpace(line)); refused != 10000 {
-		t.Fatalf("python saw %q refused forks, want 10000", line)
+	if refused := refuseForks(t, strings.TrimSpace(string(pyPath)), podDir, 10000, true); refused != 10000 {
+		t.Fatalf("python saw %d refused forks, want 10000", refused)
 	}
 	if got := readUintFileField(t, filepath.Join(podDir, "pids.events")); got < 10000 {
 		t.Fatalf("pids.events max = %d, want ≥ 10000", got)
@@ -240,6 +215,44 @@ print(refused)
 	if code, health := get("http://" + addr + "/healthz"); code != http.StatusOK || !strings.Contains(health, "journal: up") || !strings.Contains(health, "kmsg: up") {
 		t.Errorf("/healthz = %d %q, want 200 with every source up", code, health)
 	}
+}
+
+// refuseForks runs a real Python interpreter (not a wrapper script that
+// would fork before it starts) in cgroupDir and has it try n forks, each
+// child exiting at once; with holdOne, a first child stays for a minute to
+// hold one of the cgroup's PIDs. It returns how many forks were refused.
+func refuseForks(t *testing.T, python, cgroupDir string, n int, holdOne bool) int {
+	t.Helper()
+	hold := ""
+	if holdOne {
+		hold = "if os.fork() == 0:\n    time.sleep(60); os._exit(0)\n"
+	}
+	p := exec.Command(python, "-c", "import os, sys, time\nsys.stdin.readline()\n"+hold+`
+refused = 0
+for i in range(`+strconv.Itoa(n)+`):
+    try:
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        os.waitpid(pid, 0)
+    except OSError:
+        refused += 1
+print(refused)
+`)
+	in, _ := p.StdinPipe()
+	out, _ := p.StdoutPipe()
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
+	mustWrite(t, filepath.Join(cgroupDir, "cgroup.procs"), strconv.Itoa(p.Process.Pid))
+	_, _ = in.Write([]byte("go\n"))
+	line, _ := bufio.NewReader(out).ReadString('\n')
+	_ = p.Wait()
+	refused, err := strconv.Atoi(strings.TrimSpace(line))
+	if err != nil {
+		t.Fatalf("python printed %q: %v", line, err)
+	}
+	return refused
 }
 
 // refusedIn returns N from "…, N forks refused…" in a message (0 if none).
