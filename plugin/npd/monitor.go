@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 
 	"github.com/go-logr/logr"
@@ -192,7 +193,11 @@ func Status(source string, c *verdict.Condition, e *verdict.Event) *types.Status
 		if e.Warning {
 			sev = types.Warn
 		}
-		s.Events = []types.Event{{Severity: sev, Timestamp: e.LastTime, Reason: string(e.Reason), Message: e.Message}}
+		// NPD's Kubernetes exporter hands the message to client-go's
+		// recorder as a format string (Eventf(…, event.Message)): a "%" in
+		// "97.4 % of" would come out as "%!o(MISSING)". Seen against a real
+		// kube-apiserver; escaped here.
+		s.Events = []types.Event{{Severity: sev, Timestamp: e.LastTime, Reason: string(e.Reason), Message: strings.ReplaceAll(e.Message, "%", "%%")}}
 	}
 	return s
 }

@@ -19,13 +19,13 @@ var update = flag.Bool("update", false, "rewrite golden files")
 
 // TestStatusGolden pins what NPD's exporters receive: the condition with
 // its transition time, and a Warning event as severity "warn" with the
-// event's last time.
+// event's last time and its "%" doubled (NPD formats event messages).
 func TestStatusGolden(t *testing.T) {
 	t0 := time.Date(2026, 11, 30, 9, 0, 0, 0, time.UTC)
 	c := verdict.Condition{Type: verdict.ConditionType, Status: true, Reason: verdict.ReasonExhausted, LastTransitionTime: t0,
 		Message: "kernel.pid_max: 32760 of 32768 PIDs in use; fork failed 12 times in the last 2m0s (kubelet.service)"}
 	e := verdict.Event{Reason: verdict.EventUnitTasksMaxReached, Warning: true, Subject: "kubelet.service", Count: 3,
-		Message: "kubelet.service is at TasksMax (pids.max 512); 3 forks refused", FirstTime: t0, LastTime: t0.Add(time.Minute)}
+		Message: "kubelet.service is at TasksMax (pids.max 512, 100 % used); 3 forks refused", FirstTime: t0, LastTime: t0.Add(time.Minute)}
 	normal := verdict.Condition{Type: verdict.ConditionType, Reason: verdict.ReasonSufficient, LastTransitionTime: t0, Message: "ok"}
 	got := map[string]*types.Status{
 		"condition":       Status("pid-pressure-monitor", &c, nil),
