@@ -84,6 +84,31 @@ verify: update fmt
 vet-arm64:
 	CGO_ENABLED=0 GOARCH=arm64 $(GO) vet ./...
 
+# The control plane for the end-to-end harness, built from the module proxy
+# (see hack/controlplane/README.md) and cached by version and go.sum.
+K8S_VERSION  := v1.37.2
+ETCD_VERSION := v3.6.16
+CP_HASH      := $(shell cat hack/controlplane/kubernetes/go.sum hack/controlplane/etcd/go.sum | sha256sum | cut -c1-12)
+CP_DIR       := $(CACHE)/controlplane/k8s-$(K8S_VERSION)-etcd-$(ETCD_VERSION)-$(CP_HASH)
+K8S_LDFLAGS  := -s -w -X k8s.io/component-base/version.gitVersion=$(K8S_VERSION) \
+	-X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=37 \
+	-X k8s.io/component-base/version.gitTreeState=clean
+
+## controlplane: build (once, cached) kube-apiserver, kubectl and etcd for the end-to-end harness; prints their directory
+.PHONY: controlplane
+controlplane: $(CP_DIR)/kube-apiserver $(CP_DIR)/kubectl $(CP_DIR)/etcd
+	@echo $(CP_DIR)
+
+$(CP_DIR)/kube-apiserver $(CP_DIR)/kubectl:
+	@mkdir -p $(CP_DIR)
+	cd hack/controlplane/kubernetes && CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(K8S_LDFLAGS)" -o $@.tmp k8s.io/kubernetes/cmd/$(notdir $@)
+	mv $@.tmp $@
+
+$(CP_DIR)/etcd:
+	@mkdir -p $(CP_DIR)
+	cd hack/controlplane/etcd && CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o $@.tmp go.etcd.io/etcd/server/v3
+	mv $@.tmp $@
+
 ## clean: remove ./bin
 .PHONY: clean
 clean:
