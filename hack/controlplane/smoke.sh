@@ -7,8 +7,17 @@ set -euo pipefail
 CP=${CP:?}
 W=$(mktemp -d /tmp/smoke.XXXX)
 echo "work dir $W"
-cleanup() { kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$W"; }
+cleanup() {
+  local jp; jp=$(jobs -p)
+  kill $jp 2>/dev/null || true
+  for p in $jp; do for i in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done; kill -KILL "$p" 2>/dev/null || true; done
+  rm -rf "$W"
+}
 trap cleanup EXIT
+trap 'exit 1' INT TERM HUP PIPE
+for port in 16443 23790 23800; do
+  if (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; then echo "port $port is in use: is another run still going?" >&2; exit 1; fi
+done
 "$CP/etcd" --data-dir "$W/etcd" --listen-client-urls http://127.0.0.1:23790 --advertise-client-urls http://127.0.0.1:23790 \
   --listen-peer-urls http://127.0.0.1:23800 --initial-advertise-peer-urls http://127.0.0.1:23800 --initial-cluster default=http://127.0.0.1:23800 > "$W/etcd.log" 2>&1 &
 openssl genrsa -out "$W/sa.key" 2048 2>/dev/null
