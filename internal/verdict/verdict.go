@@ -496,7 +496,7 @@ func (c *Correlator) desired(now time.Time) (Reason, string) {
 	if c.node.UsedPercent >= c.cfg.WarningPercent {
 		return ReasonLow, fmt.Sprintf("%s (warning at %.0f %%)", nodeNumbers(c.node, c.cfg), c.cfg.WarningPercent)
 	}
-	return ReasonSufficient, nodeNumbers(c.node, c.cfg)
+	return ReasonSufficient, nodeUsage(c.node)
 }
 
 // predict fits a line to the samples of the trend window (least squares)
@@ -551,10 +551,16 @@ func (c *Correlator) predict() (time.Duration, float64, bool) {
 	return time.Duration(secs * float64(time.Second)), slope, true
 }
 
-// nodeNumbers renders the node layer the way an on-call note would.
+// nodeNumbers renders the node layer the way an on-call note would, with
+// what to do.
 func nodeNumbers(n headroom.Node, _ Config) string {
-	s := fmt.Sprintf("node tasks %d of %d usable (%.0f%%), binding limit %s=%d", n.Tasks, n.Limit, n.UsedPercent, n.Binding.Sysctl(), limitValue(n))
-	return s + "; " + remedy(n)
+	return nodeUsage(n) + "; " + remedy(n)
+}
+
+// nodeUsage is the node layer's numbers alone: what a False condition says
+// (a remedy there would send on-call to fix a node that is fine).
+func nodeUsage(n headroom.Node) string {
+	return fmt.Sprintf("node tasks %d of %d usable (%.0f%%), binding limit %s=%d", n.Tasks, n.Limit, n.UsedPercent, n.Binding.Sysctl(), limitValue(n))
 }
 
 func limitValue(n headroom.Node) uint64 {
