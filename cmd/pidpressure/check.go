@@ -65,17 +65,9 @@ and is the recommended form.`,
 				_, _ = fmt.Fprintln(out, logline.Sanitize("PIDPressureUnknown: "+err.Error(), checkLineMax))
 				return exitCodeError{checkUnknown}
 			}
-			conf := config.Default()
-			if configPath != "" {
-				f, err := os.Open(configPath)
-				if err != nil {
-					return unknown(err)
-				}
-				conf, err = config.Load(f)
-				_ = f.Close() // read-only
-				if err != nil {
-					return unknown(fmt.Errorf("%s: %w", configPath, err))
-				}
+			conf, err := config.LoadFile(configPath)
+			if err != nil {
+				return unknown(err)
 			}
 			dc := conf.Detector()
 			if cmd.Flags().Changed("host-root") {

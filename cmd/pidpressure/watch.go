@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -63,17 +62,9 @@ condition True.`,
 			if output != "text" && output != "jsonl" {
 				return usageError{fmt.Errorf("unknown output %q: want text or jsonl", output)}
 			}
-			conf := def
-			if configPath != "" {
-				f, err := os.Open(configPath)
-				if err != nil {
-					return err
-				}
-				conf, err = config.Load(f)
-				_ = f.Close() // read-only
-				if err != nil {
-					return fmt.Errorf("%s: %w", configPath, err)
-				}
+			conf, err := config.LoadFile(configPath)
+			if err != nil {
+				return err
 			}
 			vc, sc := resolveWatchConfig(cmd.Flags(), conf, cfg, agent.Config{
 				KmsgPath: kmsgPath, Journal: !noJournal, JournalDir: journalDir, PidsEvents: !noPidsEvents, Cgroups: cgroups, StateDir: stateDir,

@@ -45,7 +45,7 @@ type Detector struct {
 	mu      sync.Mutex // guards corr against the state saver
 	sampler *headroom.Sampler
 	corr    *verdict.Correlator
-	hs      []headroom.Hierarchy
+	hs      []headroom.Hierarchy // under mu; found once in Run
 	last    verdict.Condition
 	printed bool
 
@@ -85,12 +85,12 @@ func (d *Detector) Run(ctx context.Context) error {
 	if err != nil {
 		d.log.Warn("cgroup layer not available", "err", err)
 	}
-	d.hs = hs
 	n, err := d.sampler.Node()
 	if err != nil {
 		return fmt.Errorf("node headroom: %w", err)
 	}
 	d.mu.Lock()
+	d.hs = hs
 	d.corr.Record(n)
 	// The start-up audit and zombie census become Events.
 	if diag, err := headroom.Diagnose(scfg.Root, headroom.DiagnoseOptions{}); err == nil || diag.Node.PIDMax > 0 {

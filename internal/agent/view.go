@@ -65,16 +65,16 @@ func (d *Detector) count(r Report) {
 	}
 }
 
-// Cgroups samples the cgroups that matter to the node now: the kubepods
+// Cgroups samples the cgroups that matter to the node now (none before Run
+// has found the hierarchies): the kubepods
 // cgroup, its QoS classes, each pod, and the node components' units (not
 // containers: one series per container is too many). A cgroup that vanishes
 // while it is read is left out.
 func (d *Detector) Cgroups() []headroom.Cgroup {
 	root := d.cfg.Sources.Root
-	hs, err := headroom.Hierarchies(root)
-	if err != nil {
-		return nil
-	}
+	d.mu.Lock()
+	hs := d.hs // the hierarchies Run found: mounts do not move under a running agent
+	d.mu.Unlock()
 	var out []headroom.Cgroup
 	seen := map[string]bool{}
 	for _, h := range hs {

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"path"
 	"time"
 
@@ -120,6 +121,24 @@ func Default() Config {
 		panic(fmt.Sprintf("embedded config/pid-pressure-monitor.json: %v", err)) //nolint:forbidigo // invariant: the shipped file is valid
 	}
 	return c
+}
+
+// LoadFile reads the configuration file at path, or returns the embedded
+// default when path is "". Errors name the file.
+func LoadFile(path string) (Config, error) {
+	if path == "" {
+		return Default(), nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return Config{}, err
+	}
+	defer func() { _ = f.Close() }() // read-only
+	c, err := Load(f)
+	if err != nil {
+		return Config{}, fmt.Errorf("%s: %w", path, err)
+	}
+	return c, nil
 }
 
 // Load reads a configuration file over the defaults, strictly (unknown

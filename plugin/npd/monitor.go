@@ -10,7 +10,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"os"
 	"strings"
 	"sync"
 
@@ -79,17 +78,9 @@ const statusBuffer = 64
 // NewMonitor loads the configuration at path ("" is the embedded default)
 // and builds the detector. A bad file is an error naming every problem.
 func NewMonitor(path string) (*Monitor, error) {
-	conf := config.Default()
-	if path != "" {
-		f, err := os.Open(path)
-		if err != nil {
-			return nil, err
-		}
-		conf, err = config.Load(f)
-		_ = f.Close() // read-only
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", path, err)
-		}
+	conf, err := config.LoadFile(path)
+	if err != nil {
+		return nil, err
 	}
 	m, err := signature.NewMatcher(conf.Rules())
 	if err != nil {
