@@ -99,15 +99,15 @@ K8S_LDFLAGS  := -s -w -X k8s.io/component-base/version.gitVersion=$(K8S_VERSION)
 controlplane: $(CP_DIR)/kube-apiserver $(CP_DIR)/kubectl $(CP_DIR)/etcd
 	@echo $(CP_DIR)
 
+# One build at a time: parallel test packages or a second make wait on the
+# lock, then find the binary there and skip the build.
 $(CP_DIR)/kube-apiserver $(CP_DIR)/kubectl:
 	@mkdir -p $(CP_DIR)
-	cd hack/controlplane/kubernetes && CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(K8S_LDFLAGS)" -o $@.tmp k8s.io/kubernetes/cmd/$(notdir $@)
-	mv $@.tmp $@
+	flock $(CP_DIR)/.lock sh -c 'test -x $@ || { cd hack/controlplane/kubernetes && CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(K8S_LDFLAGS)" -o $@.tmp k8s.io/kubernetes/cmd/$(notdir $@) && mv $@.tmp $@; }'
 
 $(CP_DIR)/etcd:
 	@mkdir -p $(CP_DIR)
-	cd hack/controlplane/etcd && CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o $@.tmp go.etcd.io/etcd/server/v3
-	mv $@.tmp $@
+	flock $(CP_DIR)/.lock sh -c 'test -x $@ || { cd hack/controlplane/etcd && CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o $@.tmp go.etcd.io/etcd/server/v3 && mv $@.tmp $@; }'
 
 ## clean: remove ./bin
 .PHONY: clean

@@ -80,6 +80,11 @@ func run(ctx context.Context, npdo *options.NodeProblemDetectorOptions) error {
 	}
 	var exporters []types.Exporter
 	if e := k8sexporter.NewExporterOrDie(ctx, npdo); e != nil {
+		if ne, err := newNodeEvents(ctx, e, npdo); err != nil {
+			klog.ErrorS(err, "Events keep NPD's Node reference without a UID (kubectl describe node will not list them)")
+		} else {
+			e = ne
+		}
 		exporters = append(exporters, e)
 		klog.Info("K8s exporter started.")
 	}

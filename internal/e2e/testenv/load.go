@@ -1,0 +1,197 @@
+package testenv
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Prerequisites reports what this machine lacks for the end-to-end
+// scenarios: root, the cgroup v1 pids controller, journald and the programs
+// that really fail or log.
+func Prerequisites() error {
+	var missing []string
+	if os.Geteuid() != 0 {
+		missing = append(missing, "root")
+	}
+	if _, err := os.Stat(filepath.Join(PidsRoot, "cgroup.procs")); err != nil {
+		missing = append(missing, "the cgroup v1 pids controller at "+PidsRoot)
+	}
+	for _, bin := range []string{"unshare", "nsenter", "setpriv", "logger", "systemd-cat", "bash", "perl", "go"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			missing = append(missing, bin)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("the end-to-end scenarios need %s", strings.Join(missing, ", "))
+	}
+	return nil
+}
+
+// Cgroup hierarchies on this machine (DESIGN: cgroup v1 pids, and a
+// controller-less cgroup2 that journald reads units from).
+const (
+	PidsRoot    = "/sys/fs/cgroup/pids"
+	UnifiedRoot = "/sys/fs/cgroup/unified"
+)
+
+// MakeCgroup creates dir (and missing parents) and returns a function that
+// kills whatever is left in each directory it created and removes them,
+// deepest first.
+func MakeCgroup(dir string) (remove func() error, err error) {
+	var created []string
+	for d := dir; ; d = filepath.Dir(d) {
+		if _, err := os.Stat(d); err == nil {
+			break
+		}
+		created = append(created, d)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	return func() error {
+		var errs []error
+		for _, d := range created {
+			errs = append(errs, RemoveCgroup(d))
+		}
+		return errors.Join(errs...)
+	}, nil
+}
+
+// RemoveCgroup kills the processes in dir by PID and removes it.
+func RemoveCgroup(dir string) error {
+	for range 100 {
+		b, _ := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
+		for _, p := range strings.Fields(string(b)) {
+			if pid, err := strconv.Atoi(p); err == nil {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+		err := os.Remove(dir)
+		if err == nil || os.IsNotExist(err) {
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("could not remove cgroup %s", dir)
+}
+
+// WriteFile writes s to a cgroup or proc file.
+func WriteFile(path, s string) error { return os.WriteFile(path, []byte(s), 0o644) }
+
+// BuildGoThreads builds the Go program that creates OS threads until the
+// runtime dies with "failed to create new OS thread"
+// (testdata/captured/src/gothreads.go) into dir.
+func BuildGoThreads(ctx context.Context, root, dir string) (string, error) {
+	out := filepath.Join(dir, "gothreads")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, filepath.Join(root, "testdata", "captured", "src", "gothreads.go"))
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build gothreads: %w\n%s", err, b)
+	}
+	return out, nil
+}
+
+// Load is a set of programs exhausting a PID namespace, each in its own
+// process group.
+type Load struct{ cmds []*exec.Cmd }
+
+// IncidentLoad enters the PID namespace of init and starts, as on the
+// incident's node, bash loops that keep forking `sleep` (each failed fork
+// prints "fork: retry: Resource temporarily unavailable") and, if
+// goThreads is set, a Go program that creates threads until the runtime
+// fails with "failed to create new OS thread". Their output goes to journald
+// through systemd-cat under tag. Stop ends them.
+func IncidentLoad(init int, tag, goThreads string) (*Load, error) {
+	ns := []string{"--target", strconv.Itoa(init), "--pid", "--mount", "--"}
+	// Builtin arithmetic, not $(seq …): a command substitution needs a fork
+	// of its own and would fail first.
+	loop := `while :; do for ((i = 0; i < 600; i++)); do sleep 5 & done; wait; done`
+	progs := [][]string{append(append([]string{}, ns...), "systemd-cat", "-t", tag, "bash", "-c", loop)}
+	if goThreads != "" {
+		progs = append(progs, append(append([]string{}, ns...), "systemd-cat", "-t", tag+"-go", goThreads))
+	}
+	l := &Load{}
+	for _, p := range progs {
+		cmd := exec.Command("nsenter", p...)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		if err := cmd.Start(); err != nil {
+			l.Stop()
+			return nil, fmt.Errorf("starting the load: %w", err)
+		}
+		l.cmds = append(l.cmds, cmd)
+		go func() { _ = cmd.Wait() }()
+	}
+	return l, nil
+}
+
+// Stop kills the load's process groups.
+func (l *Load) Stop() {
+	for _, c := range l.cmds {
+		_ = syscall.Kill(-c.Process.Pid, syscall.SIGKILL)
+	}
+}
+
+// TasksIn counts the tasks (threads) of the processes in init's PID
+// namespace, as seen from here.
+func TasksIn(init int) int {
+	want, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", init))
+	if err != nil {
+		return 0
+	}
+	n := 0
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue
+		}
+		if ns, err := os.Readlink("/proc/" + e.Name() + "/ns/pid"); err == nil && ns == want {
+			tasks, _ := os.ReadDir("/proc/" + e.Name() + "/task")
+			n += len(tasks)
+		}
+	}
+	return n
+}
+
+// Forge logs line to journald as a non-root user (UID 65534) who claims
+// to be ident, through the syslog socket.
+func Forge(ctx context.Context, ident, line string) error {
+	cmd := exec.CommandContext(ctx, "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+		"logger", "-u", "/run/systemd/journal/dev-log", "-t", ident, line)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("logger as UID 65534: %w: %s", err, out)
+	}
+	return nil
+}
+
+// RunInUnit runs prog in cgroups standing in for a systemd unit (the
+// cgroup2 path journald reads _SYSTEMD_UNIT from, and the pids cgroup that
+// limits it), logging through journald as ident, and waits for it.
+func RunInUnit(ctx context.Context, unifiedDir, pidsDir, ident, prog string) (string, error) {
+	var out bytes.Buffer
+	cmd := exec.CommandContext(ctx, "sh", "-c", `echo $$ > "$1/cgroup.procs" && echo $$ > "$2/cgroup.procs" && exec systemd-cat -t "$3" "$4"`,
+		"sh", unifiedDir, pidsDir, ident, prog)
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	return out.String(), err
+}
+
+// RefuseForks moves a perl interpreter into the cgroup dir (already at its
+// pids.max) and has it try n forks; it returns how many were refused.
+func RefuseForks(ctx context.Context, dir string, n int) (int, error) {
+	script := fmt.Sprintf(`my $r = 0; for (1..%d) { my $p = fork(); if (!defined $p) { $r++; next } if ($p == 0) { exit 0 } waitpid($p, 0) } print "$r\n"`, n)
+	cmd := exec.CommandContext(ctx, "sh", "-c", `echo $$ > "$1/cgroup.procs" && exec perl -e "$2"`, "sh", dir, script)
+	out, err := cmd.Output()
+	if err != nil {
+		return 0, fmt.Errorf("perl in %s: %w", dir, err)
+	}
+	return strconv.Atoi(strings.TrimSpace(string(out)))
+}
