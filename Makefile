@@ -26,10 +26,16 @@ run: build
 	@mkdir -p $(CACHE)/state
 	$(BIN)/pidpressure watch --state-dir $(CACHE)/state
 
-## test: every test — unit, live-host and end-to-end — with the race detector
+## test: every test — unit and live-host with the race detector, then end to end against a real kube-apiserver (builds the control plane once, cached)
 .PHONY: test
-test:
+test: controlplane
 	$(GO) test -race -count=1 ./...
+	$(MAKE) --no-print-directory test-e2e
+
+## test-e2e: the end-to-end tests alone (internal/e2e, its own module: real etcd, kube-apiserver, kubectl, journald, PID namespaces and cgroups; needs root)
+.PHONY: test-e2e
+test-e2e: controlplane
+	cd internal/e2e && KUBEBUILDER_ASSETS=$(CP_DIR) $(GO) test -count=1 -timeout 20m -v ./...
 
 ## test-short: the quick loop: unit tests only (-short skips live-host tests)
 .PHONY: test-short
@@ -62,6 +68,7 @@ $(LINT):
 .PHONY: lint
 lint: $(LINT)
 	$(LINT) run ./...
+	cd internal/e2e && $(LINT) run ./...
 
 ## fmt: gofmt and goimports with the project's local prefix
 .PHONY: fmt

@@ -58,7 +58,7 @@ func setUp(m *testing.M) int {
 	if work, err = os.MkdirTemp("", "pidpressure-e2e-bin-"); err != nil {
 		return fail(err)
 	}
-	defer os.RemoveAll(work)
+	defer func() { _ = os.RemoveAll(work) }()
 	if npdBin, cliBin, err = testenv.Build(ctx, root, work); err != nil {
 		return fail(err)
 	}
@@ -220,7 +220,9 @@ func reasonIs(reason string) func(corev1.Event) bool {
 	return func(e corev1.Event) bool { return e.Reason == reason }
 }
 
-func isFalse(r record) bool { return r.status == corev1.ConditionFalse && r.reason == "PIDHeadroomSufficient" }
+func isFalse(r record) bool {
+	return r.status == corev1.ConditionFalse && r.reason == "PIDHeadroomSufficient"
+}
 
 // TestIncident is the incident, for real: the agent runs in a PID namespace
 // whose pid_max is 500 (as it runs with hostPID on a node whose pid_max is

@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -110,7 +111,7 @@ func StartAgent(s AgentSpec) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer logf.Close()
+	defer func() { _ = logf.Close() }()
 	var cmd *exec.Cmd
 	if s.PIDMax > 0 {
 		// The namespace's init is a shell that lowers pid_max, runs the agent
@@ -130,7 +131,7 @@ func StartAgent(s AgentSpec) (*Agent, error) {
 		if err != nil {
 			return nil, err
 		}
-		defer f.Close()
+		defer func() { _ = f.Close() }()
 		cmd.SysProcAttr.UseCgroupFD = true
 		cmd.SysProcAttr.CgroupFD = int(f.Fd())
 	}
@@ -178,12 +179,22 @@ func (a *Agent) Stop() error {
 	done := make(chan error, 1)
 	go func() { done <- a.cmd.Wait() }()
 	select {
-	case <-done:
+	case err := <-done:
+		return ignoreSignalled(err)
 	case <-time.After(15 * time.Second):
 		_ = syscall.Kill(-a.cmd.Process.Pid, syscall.SIGKILL)
-		<-done
+		return ignoreSignalled(<-done)
 	}
-	return nil
+}
+
+// ignoreSignalled drops the error of a process that ended because it was
+// told to.
+func ignoreSignalled(err error) error {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return nil
+	}
+	return err
 }
 
 // WaitHealthy waits until the in-process monitor answers /healthz with
@@ -229,6 +240,6 @@ func FreePort() (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	defer l.Close()
+	defer func() { _ = l.Close() }()
 	return l.Addr().(*net.TCPAddr).Port, nil
 }

@@ -15,7 +15,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -137,15 +139,47 @@ func (c *Cluster) Stop() error {
 	return errors.Join(err, os.RemoveAll(c.Dir))
 }
 
-// StopAPIServer stops kube-apiserver (etcd keeps running), for an outage.
-func (c *Cluster) StopAPIServer() error { return c.env.ControlPlane.APIServer.Stop() }
+// StopAPIServer kills kube-apiserver by PID (etcd keeps running): an
+// outage as a crash or a lost control-plane node makes it. A SIGTERM would
+// start a graceful shutdown that holds connections open for a while.
+func (c *Cluster) StopAPIServer() error {
+	exe := filepath.Join(c.Bin, "kube-apiserver")
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return err
+	}
+	killed := 0
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if p, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid)); err == nil && p == exe && strings.Contains(cmdline(pid), c.Dir) {
+			if err := syscall.Kill(pid, syscall.SIGKILL); err == nil {
+				killed++
+			}
+		}
+	}
+	if killed == 0 {
+		return fmt.Errorf("no kube-apiserver of this cluster (%s) is running", exe)
+	}
+	// envtest notices the exit and then has nothing left to stop.
+	return c.env.ControlPlane.APIServer.Stop()
+}
+
+func cmdline(pid int) string {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	return string(b)
+}
 
 // StartAPIServer starts it again on the same port with the same
 // certificates, and waits until it is healthy.
 func (c *Cluster) StartAPIServer() error { return c.env.ControlPlane.APIServer.Start() }
 
 // URL is the apiserver's address.
-func (c *Cluster) URL() string { return c.env.ControlPlane.APIServer.SecureServing.URL("https", "").String() }
+func (c *Cluster) URL() string {
+	return c.env.ControlPlane.APIServer.SecureServing.URL("https", "").String()
+}
 
 // AddUser issues a client certificate for name in groups and returns the
 // path of a kubeconfig that uses it.
