@@ -37,6 +37,11 @@ test: controlplane
 test-e2e: controlplane
 	cd internal/e2e && KUBEBUILDER_ASSETS=$(CP_DIR) $(GO) test -count=1 -timeout 20m -v ./...
 
+## demo: the incident end to end for a newcomer: a real kube-apiserver, a Node, the agent, a PID namespace exhausted for real, kubectl describe node; exits 1 if the condition did not appear (needs root)
+.PHONY: demo
+demo: controlplane
+	cd internal/e2e && KUBEBUILDER_ASSETS=$(CP_DIR) $(GO) run ./demo
+
 ## test-short: the quick loop: unit tests only (-short skips live-host tests)
 .PHONY: test-short
 test-short:
@@ -47,6 +52,13 @@ test-short:
 bench:
 	$(GO) test -p 1 -run '^$$' -bench 'Matcher$$|NPDBaseline|RegexpList|NodeSample|Walk' -benchmem -count 1 ./internal/signature/ ./internal/headroom/
 	$(GO) test -p 1 -run '^$$' -bench 'Ratios|ThreadScaling|JournalIngest|IdleFootprint' -benchtime 1x -count 1 ./internal/signature/ ./internal/headroom/ ./internal/journal/ ./cmd/pidpressure/
+
+## bench-e2e: failure-to-condition latency through a real kube-apiserver, this agent against NPD's exec-based custom plugin (docs/benchmarks.md; about 25 minutes; needs root)
+.PHONY: bench-e2e
+bench-e2e: controlplane
+	cd internal/e2e && KUBEBUILDER_ASSETS=$(CP_DIR) $(GO) test -run '^$$' -bench FailureToCondition -benchtime $(E2E_RUNS)x -timeout 60m -v .
+
+E2E_RUNS ?= 20
 
 ## fuzz: run each fuzz target for FUZZTIME (default 15s)
 .PHONY: fuzz
