@@ -147,8 +147,9 @@ func latencyOnce(b *testing.B, node string, execBased, fullCgroup bool, burst ti
 	load.Stop()
 	if !seen {
 		cond, _, _ := cluster.Condition(ctx, node)
-		b.Logf("%s: not True within 75 s; the condition is %s %s: %s; %d agent log lines say EAGAIN", node, cond.Status, cond.Reason, cond.Message,
-			strings.Count(a.Tail(), "resource temporarily unavailable"))
+		log, _ := os.ReadFile(a.Log)
+		b.Logf("%s: not True within 75 s; the condition is %s %s: %s; the agent's log has %d lines saying EAGAIN, last plugin line: %s", node, cond.Status, cond.Reason, cond.Message,
+			strings.Count(string(log), "resource temporarily unavailable"), lastLine(string(log), "plugin"))
 		return 0, false
 	}
 	first, err := firstFailure(tag)
@@ -215,4 +216,15 @@ func pluginConfig(b *testing.B, dir string) string {
 		b.Fatal(err)
 	}
 	return p
+}
+
+// lastLine is the last line of log containing s.
+func lastLine(log, s string) string {
+	lines := strings.Split(log, "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		if strings.Contains(lines[i], s) {
+			return lines[i]
+		}
+	}
+	return "(none)"
 }

@@ -122,19 +122,15 @@ func StartAgent(s AgentSpec) (*Agent, error) {
 	} else {
 		cmd = exec.Command(s.NPD, args...)
 	}
+	if s.Cgroup != "" {
+		// Enter the cgroup before exec, so that the agent (and its
+		// namespace's init) never run outside it; cgroup v1 has no
+		// CLONE_INTO_CGROUP.
+		cmd = exec.Command("sh", append([]string{"-c", `echo $$ > "$0/cgroup.procs" && exec "$@"`, s.Cgroup, cmd.Path}, cmd.Args[1:]...)...)
+	}
 	cmd.Env = append(os.Environ(), "NODE_NAME="+s.Node)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if s.Cgroup != "" {
-		// Enter the cgroup before exec, so the agent never runs outside it.
-		f, err := os.Open(s.Cgroup)
-		if err != nil {
-			return nil, err
-		}
-		defer func() { _ = f.Close() }()
-		cmd.SysProcAttr.UseCgroupFD = true
-		cmd.SysProcAttr.CgroupFD = int(f.Fd())
-	}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting the agent: %w", err)
 	}
