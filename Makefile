@@ -28,14 +28,14 @@ run: build
 
 ## test: every test — unit and live-host with the race detector, then end to end against a real kube-apiserver (builds the control plane once, cached)
 .PHONY: test
-test: controlplane
+test: controlplane tools
 	$(GO) test -race -count=1 ./...
 	$(MAKE) --no-print-directory test-e2e
 
-## test-e2e: the end-to-end tests alone (internal/e2e, its own module: real etcd, kube-apiserver, kubectl, journald, PID namespaces and cgroups; needs root)
+## test-e2e: the end-to-end tests alone (internal/e2e, its own module: real etcd, kube-apiserver, kubectl, journald, PID namespaces and cgroups; the deploy manifests rendered by helm and kustomize, applied, and RBAC and admission proven; needs root)
 .PHONY: test-e2e
-test-e2e: controlplane
-	cd internal/e2e && KUBEBUILDER_ASSETS=$(CP_DIR) $(GO) test -count=1 -timeout 20m -v ./...
+test-e2e: controlplane tools
+	cd internal/e2e && KUBEBUILDER_ASSETS=$(CP_DIR) HELM=$(HELM) KUSTOMIZE=$(KUSTOMIZE) $(GO) test -count=1 -timeout 20m -v ./...
 
 ## demo: the incident end to end for a newcomer: a real kube-apiserver, a Node, the agent, a PID namespace exhausted for real, kubectl describe node; exits 1 if the condition did not appear (needs root)
 .PHONY: demo
@@ -75,6 +75,24 @@ $(LINT):
 	@mkdir -p $(CACHE)/bin
 	GOBIN=$(CACHE)/bin $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(LINT_VERSION)
 	mv $(CACHE)/bin/golangci-lint $@
+
+# helm and kustomize for the deploy checks, built from the module proxy.
+HELM_VERSION      := v3.22.0
+KUSTOMIZE_VERSION := v5.8.2
+HELM      := $(CACHE)/bin/helm-$(HELM_VERSION)
+KUSTOMIZE := $(CACHE)/bin/kustomize-$(KUSTOMIZE_VERSION)
+
+$(HELM):
+	@mkdir -p $(CACHE)/bin
+	flock $(CACHE)/bin/.helm.lock sh -c 'test -x $@ || { GOBIN=$(CACHE)/bin/.helm $(GO) install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION) && mv $(CACHE)/bin/.helm/helm $@; }'
+
+$(KUSTOMIZE):
+	@mkdir -p $(CACHE)/bin
+	flock $(CACHE)/bin/.kustomize.lock sh -c 'test -x $@ || { GOBIN=$(CACHE)/bin/.kustomize $(GO) install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION) && mv $(CACHE)/bin/.kustomize/kustomize $@; }'
+
+## tools: build (once, cached) helm and kustomize for the deploy checks
+.PHONY: tools
+tools: $(HELM) $(KUSTOMIZE)
 
 ## lint: golangci-lint (built from the module proxy and cached under ~/.cache/pidpressure)
 .PHONY: lint
@@ -127,6 +145,25 @@ $(CP_DIR)/kube-apiserver $(CP_DIR)/kubectl:
 $(CP_DIR)/etcd:
 	@mkdir -p $(CP_DIR)
 	flock $(CP_DIR)/.lock sh -c 'test -x $@ || { cd hack/controlplane/etcd && CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o $@.tmp go.etcd.io/etcd/server/v3 && mv $@.tmp $@; }'
+
+VERSION ?= 0.1.0
+IMAGE   ?= pidpressure/node-problem-detector:$(VERSION)
+IMAGE_LDFLAGS := -s -w -X k8s.io/node-problem-detector/pkg/version.version=pidpressure-$(VERSION)+npd-v1.36.0 -X main.version=$(VERSION)
+
+## image-layout: lay out the image's files under DEST (the Dockerfile's build step; no container engine needed)
+.PHONY: image-layout
+image-layout:
+	@test -n "$(DEST)" || { echo "make image-layout DEST=dir" >&2; exit 2; }
+	mkdir -p $(DEST)/config $(DEST)/usr/local/bin
+	CGO_ENABLED=1 $(GO) build -trimpath -ldflags "$(IMAGE_LDFLAGS)" -o $(DEST)/node-problem-detector ./cmd/node-problem-detector
+	CGO_ENABLED=1 $(GO) build -trimpath -ldflags "$(IMAGE_LDFLAGS)" -o $(DEST)/usr/local/bin/pidpressure ./cmd/pidpressure
+	cp config/pid-pressure-monitor.json config/pid-pressure-plugin.json $(DEST)/config/
+
+## image: build the container image IMAGE with docker or podman (needs a container engine)
+.PHONY: image
+image:
+	@engine=$$(command -v docker || command -v podman) || { echo "make image: no docker or podman here; make image-layout DEST=dir lays out the same files" >&2; exit 1; }; \
+	$$engine build -t $(IMAGE) .
 
 ## clean: remove ./bin
 .PHONY: clean

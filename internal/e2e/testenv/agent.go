@@ -85,7 +85,8 @@ func StartAgent(s AgentSpec) (*Agent, error) {
 	}
 	args := []string{
 		"--apiserver-override=" + s.APIServer + "?inClusterConfig=false&auth=" + s.Kubeconfig,
-		"--prometheus-port=0",
+		"--prometheus-port=0", // NPD's problem metrics: not needed, and several agents run at once
+		"--port=0",            // NPD's own /healthz and /conditions: the same
 		"--hostname-override=" + s.Node,
 	}
 	a := &Agent{Node: s.Node, Log: filepath.Join(s.Dir, "npd.log")}
