@@ -264,7 +264,7 @@ func TestIncident(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	saveDescribe(t, "incident", describe)
+	saveDescribe(t, "incident", node, describe)
 	for _, want := range []string{"PIDPressureRisk", "True", "PIDExhausted", "ProcessCreationFailed", "ThreadCreationFailed"} {
 		if !strings.Contains(describe, want) {
 			t.Errorf("kubectl describe node lacks %q:\n%s", want, describe)
@@ -287,10 +287,12 @@ func TestIncident(t *testing.T) {
 }
 
 // saveDescribe keeps kubectl's output in the test's log and, with
-// E2E_DESCRIBE_DIR set, in a file (the docs quote it).
-func saveDescribe(t *testing.T, name, out string) {
+// E2E_DESCRIBE_DIR set, in a file (the docs quote it), and checks the docs'
+// examples of it.
+func saveDescribe(t *testing.T, name, node, out string) {
 	t.Helper()
 	t.Logf("kubectl describe node:\n%s", out)
+	checkDocExamples(t, node, out)
 	if dir := os.Getenv("E2E_DESCRIBE_DIR"); dir != "" {
 		if err := os.WriteFile(filepath.Join(dir, name+".txt"), []byte(out), 0o644); err != nil {
 			t.Error(err)

@@ -122,7 +122,7 @@ func TestNodeScenarios(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		saveDescribe(t, "kubelet-unit", describe)
+		saveDescribe(t, "kubelet-unit", node, describe)
 		for _, want := range []string{"PIDExhausted", "UnitTasksMaxReached", "PodPIDsLimitReached"} {
 			if !strings.Contains(describe, want) {
 				t.Errorf("kubectl describe node lacks %q", want)
