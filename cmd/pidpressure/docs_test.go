@@ -24,7 +24,10 @@ func TestTroubleshootingShowsRealOutput(t *testing.T) {
 		t.Fatal("docs/troubleshooting.md no longer shows pidpressure diagnose")
 	}
 	rest := string(doc)[i+len(prompt):]
-	shown := rest[:strings.Index(rest, "```")]
+	shown, _, found := strings.Cut(rest, "```")
+	if !found {
+		t.Fatal("docs/troubleshooting.md: the diagnose block is not closed")
+	}
 	if shown != string(golden) {
 		t.Errorf("docs/troubleshooting.md shows diagnose output that differs from testdata/golden/diagnose/pidmax-97pct.txt; copy it again")
 	}
