@@ -199,7 +199,7 @@ func TestWatchCgroupScenarios(t *testing.T) {
 			if r.Kind == "event" && r.Reason == "UnitTasksMaxReached" && r.Subject == "kubelet.service" {
 				unitEvent = true
 			}
-			if r.Kind == "condition" && r.Status == "True" && r.Reason == "PIDExhausted" && strings.Contains(r.Message, "kubelet.service is at its TasksMax") {
+			if r.Kind == "condition" && r.Status == "True" && r.Reason == "PIDExhausted" && strings.Contains(r.Message, "kubelet.service reached its TasksMax (pids.max 12 of /system.slice/kubelet.service)") {
 				trueCond = true
 			}
 		}

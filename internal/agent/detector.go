@@ -52,6 +52,13 @@ type Detector struct {
 	src      atomic.Pointer[Sources]
 	matches  map[MatchKey]uint64 // under mu
 	rejected map[string]uint64   // under mu
+	recent   []timedNode         // under mu: node samples of the last two sample intervals
+}
+
+// timedNode is a node sample and when it was taken.
+type timedNode struct {
+	at time.Time
+	n  headroom.Node
 }
 
 // NewDetector returns a detector; nothing runs until Run.
@@ -123,6 +130,7 @@ func (d *Detector) Run(ctx context.Context) error {
 				if n, err := d.sampler.Node(); err == nil {
 					d.mu.Lock()
 					d.corr.Record(n)
+					d.remember(n)
 					d.mu.Unlock()
 				} else {
 					d.log.Warn("node headroom sample failed", "err", err)
@@ -156,6 +164,11 @@ func (d *Detector) observe(r Report) {
 		return
 	}
 	d.corr.Record(n)
+	d.remember(n)
+	// A failure is read after it happened, and the process that failed
+	// often died of it and released its tasks: attribute it to the fullest
+	// node sample of the last moments, not only to this one.
+	n = d.peak()
 	root := d.cfg.Sources.Root
 	switch r.Kind {
 	case KindMatch:
@@ -178,6 +191,33 @@ func (d *Detector) observe(r Report) {
 			Reason: fmt.Sprintf("the kernel refused %d forks in cgroup %s (pids.max %s)", r.Event.Rejected, c.Path, c.Max)}
 		d.corr.Observe(verdict.Failure{Class: signature.ClassProcess, Trust: logline.TrustKernel, Attribution: a, Refused: r.Event.Rejected})
 	}
+}
+
+// remember keeps n among the recent node samples. Call with mu held.
+func (d *Detector) remember(n headroom.Node) {
+	now := d.clock.Now()
+	keep := d.recent[:0]
+	for _, t := range d.recent {
+		if now.Sub(t.at) <= 2*d.cfg.SampleInterval {
+			keep = append(keep, t)
+		}
+	}
+	d.recent = append(keep, timedNode{now, n})
+	if len(d.recent) > 64 {
+		d.recent = d.recent[len(d.recent)-64:]
+	}
+}
+
+// peak is the recent sample with the least headroom (the latest on a tie).
+// Call with mu held, after remember.
+func (d *Detector) peak() headroom.Node {
+	best := d.recent[len(d.recent)-1].n
+	for _, t := range d.recent {
+		if t.n.Free() < best.Free() {
+			best = t.n
+		}
+	}
+	return best
 }
 
 // Who describes the process a line came from: "kubelet (pid 3124, kubelet.service)".

@@ -148,6 +148,9 @@ func latencyOnce(b *testing.B, node string, execBased, fullCgroup bool, burst ti
 	if !seen {
 		cond, _, _ := cluster.Condition(ctx, node)
 		log, _ := os.ReadFile(a.Log)
+		if dir := os.Getenv("E2E_LOG_DIR"); dir != "" {
+			_ = os.WriteFile(filepath.Join(dir, node+".log"), log, 0o644)
+		}
 		b.Logf("%s: not True within 75 s; the condition is %s %s: %s; the agent's log has %d lines saying EAGAIN, last plugin line: %s", node, cond.Status, cond.Reason, cond.Message,
 			strings.Count(string(log), "resource temporarily unavailable"), lastLine(string(log), "plugin"))
 		return 0, false

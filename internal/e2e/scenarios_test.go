@@ -115,8 +115,17 @@ func TestNodeScenarios(t *testing.T) {
 			t.Errorf("the condition does not name kubelet.service: %s", r.msg)
 		}
 		e := waitEvents(t, node, 20*time.Second, "UnitTasksMaxReached", reasonIs("UnitTasksMaxReached"))
-		if !strings.Contains(e.Message, "kubelet.service") {
+		if !strings.HasPrefix(e.Message, "kubelet.service ") || !strings.Contains(e.Message, "TasksMax") {
 			t.Errorf("UnitTasksMaxReached does not name the unit: %s", e.Message)
+		}
+		evs, err := cluster.Events(context.Background(), node)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range evs {
+			if e.Reason == "ThreadCreationFailed" && strings.Contains(e.Message, "kubelet.service)") && strings.Contains(e.Message, "no limit at its maximum") {
+				t.Errorf("the Go program's failure in kubelet.service was not attributed to its TasksMax: %s", e.Message)
+			}
 		}
 		describe, err := cluster.Kubectl(context.Background(), cluster.Admin, "describe", "node", node)
 		if err != nil {

@@ -102,6 +102,14 @@ func Attribute(root hostfs.Root, n Node, hs []Hierarchy, o Origin) Attribution {
 		}
 		return a
 	}
+	if c := refusingCgroup(root, hs, o); c != nil {
+		// Nothing is at its limit now, but the origin's cgroup (or one
+		// above it) has refused forks: the failing process often dies of
+		// the failure and takes its tasks with it.
+		a.Layer, a.Limit, a.Used, a.Max, a.Cgroup = LayerCgroup, "pids.max", c.Current, c.Max.Value, c
+		a.Reason = fmt.Sprintf("cgroup %s has refused %d forks at pids.max %d (%d tasks now)", c.Path, c.Rejected, c.Max.Value, c.Current)
+		return a
+	}
 	a.Reason = fmt.Sprintf("no limit at its maximum: node tasks %d of %d usable (%.1f %%, %d free, %s binds first); no pids cgroup or RLIMIT_NPROC at its limit. A failure now is not explained by a PID limit: thread-stack memory or vm.max_map_count can also make fork and pthread_create fail with EAGAIN",
 		n.Tasks, n.Limit, n.UsedPercent, n.Free(), n.Binding.Sysctl())
 	return a
@@ -137,6 +145,18 @@ func processOfUID(root hostfs.Root, uid int) int {
 // bindingCgroup walks from the origin's cgroup to the root of each
 // hierarchy and returns the cgroup at its limit, if any (the deepest).
 func bindingCgroup(root hostfs.Root, hs []Hierarchy, o Origin) *Cgroup {
+	return walkCgroups(root, hs, o, func(c Cgroup) bool { return c.AtLimit })
+}
+
+// refusingCgroup is like bindingCgroup for a cgroup with a finite
+// pids.max whose kernel counter shows refused forks.
+func refusingCgroup(root hostfs.Root, hs []Hierarchy, o Origin) *Cgroup {
+	return walkCgroups(root, hs, o, func(c Cgroup) bool { return !c.Max.Unlimited && c.Rejected > 0 })
+}
+
+// walkCgroups returns the deepest cgroup on the origin's path for which
+// ok holds, described (kind, pod, unit).
+func walkCgroups(root hostfs.Root, hs []Hierarchy, o Origin, ok func(Cgroup) bool) *Cgroup {
 	for _, h := range hs {
 		p := o.Cgroup
 		if p == "" && o.PID > 0 {
@@ -149,9 +169,7 @@ func bindingCgroup(root hostfs.Root, hs []Hierarchy, o Origin) *Cgroup {
 		}
 		for p = path.Clean("/" + p); ; p = path.Dir(p) {
 			if p != "/" {
-				if c, err := ReadCgroup(h, p); err == nil && c.AtLimit {
-					c.Kind = kindOf(p)
-					c.Pod = PodOfPath(root, p)
+				if c, err := DescribeCgroup(root, h, p); err == nil && ok(c) {
 					return &c
 				}
 			}

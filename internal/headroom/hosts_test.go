@@ -250,3 +250,41 @@ func TestAttributeUser(t *testing.T) {
 		}
 	}
 }
+
+// TestAttributeCgroupThatRefused: a Go program dies of "failed to create
+// new OS thread" in a unit at its TasksMax and takes its threads with it;
+// when its last line is read the unit is far below the limit, but its
+// kernel counter shows the refusals. The unit is named, not "no limit".
+func TestAttributeCgroupThatRefused(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	unit := filepath.Join(dir, "sys", "fs", "cgroup", "pids", "system.slice", "kubelet.service")
+	idle := filepath.Join(dir, "sys", "fs", "cgroup", "pids", "system.slice", "idle.service")
+	for d, files := range map[string]map[string]string{
+		unit: {"pids.current": "0\n", "pids.max": "12\n", "pids.events": "max 20\n"},
+		idle: {"pids.current": "1\n", "pids.max": "12\n", "pids.events": "max 0\n"},
+	} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for name, content := range files {
+			if err := os.WriteFile(filepath.Join(d, name), []byte(content), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	root := hostfs.New(dir)
+	hs := []Hierarchy{{Version: 1, Dir: filepath.Join(dir, "sys", "fs", "cgroup", "pids")}}
+	n := Node{Tasks: 155, PIDMax: 32768, ThreadsMax: 100000, LastPID: 9000}
+	n.derive()
+	a := Attribute(root, n, hs, Origin{UID: -1, Cgroup: "/system.slice/kubelet.service"})
+	if a.Layer != LayerCgroup || a.Cgroup == nil || a.Cgroup.Unit != "kubelet.service" || a.Cgroup.Rejected != 20 || a.Used != 0 || a.Max != 12 {
+		t.Errorf("a unit that refused 20 forks: %+v (cgroup %+v)", a, a.Cgroup)
+	}
+	if !strings.Contains(a.Reason, "refused 20 forks") {
+		t.Errorf("reason %q", a.Reason)
+	}
+	if a := Attribute(root, n, hs, Origin{UID: -1, Cgroup: "/system.slice/idle.service"}); a.Layer != LayerNone {
+		t.Errorf("a unit that never refused a fork was blamed: %+v", a)
+	}
+}

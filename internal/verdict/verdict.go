@@ -264,7 +264,7 @@ func (c *Correlator) Observe(f Failure) {
 		switch {
 		case cg != nil && cg.Kind == "unit" && isNodeUnit(cg.Unit):
 			c.lastUnitFailure = now
-			c.unitFailureMsg = fmt.Sprintf("%s is at its TasksMax: %d of %d tasks (pids.max of %s), %d forks refused; set TasksMax=infinity for %s", cg.Unit, cg.Current, cg.Max.Value, cg.Path, cg.Rejected, cg.Unit)
+			c.unitFailureMsg = fmt.Sprintf("%s %s; set TasksMax=infinity for %s", cg.Unit, atLimit(cg, "TasksMax"), cg.Unit)
 			c.event(EventUnitTasksMaxReached, cg.Unit, c.unitFailureMsg, true)
 		case cg != nil && (cg.Kind == "pod" || cg.Kind == "container"):
 			subject, label := cg.Path, "cgroup "+cg.Path
@@ -275,9 +275,9 @@ func (c *Correlator) Observe(f Failure) {
 					label = "pod " + subject
 				}
 			}
-			c.event(EventPodPIDsLimitReached, subject, fmt.Sprintf("%s is at its pids limit: %d of %d tasks (pids.max of %s), %d forks refused; the pod is contained by design: find what it forks or raise its limit (kubelet podPidsLimit)", label, cg.Current, cg.Max.Value, cg.Path, cg.Rejected), true)
+			c.event(EventPodPIDsLimitReached, subject, fmt.Sprintf("%s %s; the pod is contained by design: find what it forks or raise its limit (kubelet podPidsLimit)", label, atLimit(cg, "pids limit")), true)
 		case cg != nil && cg.Kind == "unit":
-			c.event(EventUnitTasksMaxReached, cg.Unit, fmt.Sprintf("%s is at its TasksMax: %d of %d tasks (pids.max of %s), %d forks refused", cg.Unit, cg.Current, cg.Max.Value, cg.Path, cg.Rejected), true)
+			c.event(EventUnitTasksMaxReached, cg.Unit, fmt.Sprintf("%s %s", cg.Unit, atLimit(cg, "TasksMax")), true)
 		case cg != nil:
 			c.event(reason, cg.Path, fmt.Sprintf("%s %s: cgroup %s has %d of %d tasks (pids.max), %d forks refused", who, verb, cg.Path, cg.Current, cg.Max.Value, cg.Rejected), true)
 		}
@@ -291,6 +291,15 @@ func (c *Correlator) Observe(f Failure) {
 	default:
 		c.event(reason, subjectOf(f), fmt.Sprintf("%s %s: %s", who, verb, a.Reason), true)
 	}
+}
+
+// atLimit says how a cgroup met its pids.max, called limit, in words that
+// do not depend on whether the tasks that hit it are still there (a process
+// often dies of the failure before its line is read): "reached its TasksMax
+// (pids.max 12 of /system.slice/kubelet.service): 20 forks refused, 0 tasks
+// now".
+func atLimit(cg *headroom.Cgroup, limit string) string {
+	return fmt.Sprintf("reached its %s (pids.max %d of %s): %d forks refused, %d tasks now", limit, cg.Max.Value, cg.Path, cg.Rejected, cg.Current)
 }
 
 // ObserveZombies announces parents holding many zombies.

@@ -169,7 +169,7 @@ func TestPodAtItsLimitIsAnEventOnly(t *testing.T) {
 	if cond.Status {
 		t.Errorf("a pod at its own limit turned the node condition True: %+v", cond)
 	}
-	if len(events) != 1 || events[0].Reason != EventPodPIDsLimitReached || events[0].Subject != "payments/api-0" || !strings.Contains(events[0].Message, "512 of 512") {
+	if len(events) != 1 || events[0].Reason != EventPodPIDsLimitReached || events[0].Subject != "payments/api-0" || !strings.Contains(events[0].Message, "reached its pids limit (pids.max 512 of /kubepods.slice/kubepods-pod1.slice): 37 forks refused") {
 		t.Errorf("events = %+v", events)
 	}
 }
@@ -180,7 +180,7 @@ func TestNodeComponentAtItsLimit(t *testing.T) {
 	c.Record(node(2000))
 	c.Observe(cgroupFailure("unit", "/system.slice/kubelet.service", "kubelet.service", nil))
 	cond, events := c.Evaluate()
-	if !cond.Status || cond.Reason != ReasonExhausted || !strings.Contains(cond.Message, "kubelet.service is at its TasksMax: 512 of 512") || !strings.Contains(cond.Message, "TasksMax=infinity") {
+	if !cond.Status || cond.Reason != ReasonExhausted || !strings.Contains(cond.Message, "kubelet.service reached its TasksMax (pids.max 512 of /system.slice/kubelet.service)") || !strings.Contains(cond.Message, "TasksMax=infinity") {
 		t.Errorf("condition = %+v", cond)
 	}
 	if len(events) != 1 || events[0].Reason != EventUnitTasksMaxReached || events[0].Subject != "kubelet.service" {
@@ -356,5 +356,16 @@ func TestRestartNeitherFlipsNorReannounces(t *testing.T) {
 	c3.Restore(Snapshot{Condition: Condition{Type: "Other"}})
 	if c3.Condition().Status {
 		t.Error("a snapshot of another condition type was taken")
+	}
+}
+
+// TestUnitThatDiedOfItsLimit: the failing process took its tasks with it,
+// so the unit is below its TasksMax by the time the line is read; the
+// message reads the same either way (only the numbers differ), and never
+// claims that "0 of 12" tasks are at the limit.
+func TestUnitThatDiedOfItsLimit(t *testing.T) {
+	cg := &headroom.Cgroup{Path: "/system.slice/kubelet.service", Kind: "unit", Unit: "kubelet.service", Current: 0, Max: headroom.Limit{Value: 12}, Rejected: 20}
+	if got, want := atLimit(cg, "TasksMax"), "reached its TasksMax (pids.max 12 of /system.slice/kubelet.service): 20 forks refused, 0 tasks now"; got != want {
+		t.Errorf("atLimit = %q, want %q", got, want)
 	}
 }
