@@ -202,7 +202,8 @@ func (d *Detector) remember(n headroom.Node) {
 			keep = append(keep, t)
 		}
 	}
-	d.recent = append(keep, timedNode{now, n})
+	keep = append(keep, timedNode{now, n})
+	d.recent = keep
 	if len(d.recent) > 64 {
 		d.recent = d.recent[len(d.recent)-64:]
 	}
