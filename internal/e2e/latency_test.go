@@ -95,6 +95,7 @@ func latencyOnce(b *testing.B, node string, execBased, fullCgroup bool, burst ti
 	period := 2 * time.Second
 	if execBased {
 		spec.CustomPlugin = pluginConfig(b, dir)
+		spec.Args = []string{"--v=3"} // NPD logs each plugin run and its result
 		period = 30 * time.Second
 	}
 	var cg string

@@ -76,6 +76,8 @@ type AgentSpec struct {
 	PIDMax int
 	// Cgroup, if set, is a cgroup v1 directory the agent is started in.
 	Cgroup string
+	// Args are extra NPD flags (e.g. --v=3).
+	Args []string
 }
 
 // StartAgent starts node-problem-detector reporting to the apiserver.
@@ -108,6 +110,7 @@ func StartAgent(s AgentSpec) (*Agent, error) {
 		a.Metrics = "127.0.0.1:" + strconv.Itoa(port)
 		args = append(args, "--config.pid-pressure-monitor="+conf, "--metrics-address="+a.Metrics)
 	}
+	args = append(args, s.Args...)
 	logf, err := os.Create(a.Log)
 	if err != nil {
 		return nil, err

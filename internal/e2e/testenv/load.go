@@ -105,8 +105,9 @@ func BuildGoThreads(ctx context.Context, root, dir string) (string, error) {
 type Load struct{ cmds []*exec.Cmd }
 
 // IncidentLoad enters the PID namespace of init and starts, as on the
-// incident's node, bash loops that keep forking `sleep` (each failed fork
-// prints "fork: retry: Resource temporarily unavailable") and, if
+// incident's node, bash loops that keep forking long `sleep`s (each failed
+// fork prints "fork: retry: Resource temporarily unavailable"; the
+// namespace stays full until Stop) and, if
 // goThreads is set, a Go program that creates threads until the runtime
 // fails with "failed to create new OS thread". Their output goes to journald
 // through systemd-cat under tag. Stop ends them.
@@ -114,7 +115,7 @@ func IncidentLoad(init int, tag, goThreads string) (*Load, error) {
 	ns := []string{"--target", strconv.Itoa(init), "--pid", "--mount", "--"}
 	// Builtin arithmetic, not $(seq …): a command substitution needs a fork
 	// of its own and would fail first.
-	loop := `while :; do for ((i = 0; i < 600; i++)); do sleep 5 & done; wait; done`
+	loop := `while :; do for ((i = 0; i < 600; i++)); do sleep 120 & done; wait; done`
 	progs := [][]string{append(append([]string{}, ns...), "systemd-cat", "-t", tag, "bash", "-c", loop)}
 	if goThreads != "" {
 		progs = append(progs, append(append([]string{}, ns...), "systemd-cat", "-t", tag+"-go", goThreads))
