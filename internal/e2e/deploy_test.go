@@ -97,7 +97,7 @@ func monitorJSON(t *testing.T, objs rendered) map[string]any {
 	return m
 }
 
-type renderings struct{ base, prometheus []byte }
+type renderings struct{ base, prometheus, kmsg []byte }
 
 // render renders deploy/ with kustomize and Helm, lints the chart, and
 // checks that both give the same objects.
@@ -109,8 +109,10 @@ func render(t *testing.T) (kustomize, helm renderings) {
 	run(t, h, "lint", "--strict", chart, "--set", "kmsg.enabled=true,prometheus.enabled=true")
 	kustomize.base = run(t, k, "build", filepath.Join(root, "deploy", "base"))
 	kustomize.prometheus = run(t, k, "build", filepath.Join(root, "deploy", "prometheus"))
+	kustomize.kmsg = run(t, k, "build", filepath.Join(root, "deploy", "kmsg"))
 	helm.base = run(t, h, "template", "pidpressure", chart, "--kube-version", "1.37.2", "--namespace", "pidpressure")
 	helm.prometheus = run(t, h, "template", "pidpressure", chart, "--kube-version", "1.37.2", "--namespace", "pidpressure", "--set", "prometheus.enabled=true")
+	helm.kmsg = run(t, h, "template", "pidpressure", chart, "--kube-version", "1.37.2", "--namespace", "pidpressure", "--set", "kmsg.enabled=true")
 	return kustomize, helm
 }
 
@@ -123,7 +125,7 @@ func TestDeployRenderings(t *testing.T) {
 	for _, c := range []struct {
 		name string
 		k, h []byte
-	}{{"base", k.base, h.base}, {"prometheus", k.prometheus, h.prometheus}} {
+	}{{"base", k.base, h.base}, {"prometheus", k.prometheus, h.prometheus}, {"kmsg", k.kmsg, h.kmsg}} {
 		ko, ho := parse(t, c.k), parse(t, c.h)
 		if len(ko) == 0 {
 			t.Fatalf("%s: kustomize rendered nothing", c.name)
@@ -265,7 +267,7 @@ func TestDeployRBACAndAdmission(t *testing.T) {
 	// A dry run creates nothing, so the namespaced objects need their
 	// namespace to exist already.
 	admin([]byte(`{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"pidpressure"}}`), "apply", "--server-side", "-f", "-")
-	for name, stream := range map[string][]byte{"kustomize": k.prometheus, "helm": h.prometheus} {
+	for name, stream := range map[string][]byte{"kustomize": k.prometheus, "helm": h.prometheus, "kustomize kmsg": k.kmsg, "helm kmsg": h.kmsg} {
 		if out, err := kubectl(cluster.Admin, stream, "apply", "--server-side", "--dry-run=server", "-f", "-"); err != nil {
 			t.Fatalf("%s rendering does not apply (server-side dry-run): %v\n%s", name, err, out)
 		}
