@@ -283,8 +283,11 @@ func TestDeployRBACAndAdmission(t *testing.T) {
 		admin(nil, "patch", "node", n, "--subresource=status", "--type=merge", "-p",
 			`{"status":{"conditions":[{"type":"Ready","status":"True","reason":"KubeletReady","message":"kubelet is posting ready status"},{"type":"PIDPressure","status":"False","reason":"KubeletHasSufficientPID","message":"kubelet has sufficient PID available"}]}}`)
 	}
+	// The agent's pod, as the DaemonSet would make it on node A (the
+	// Priority admission plugin accepts system-node-critical outside
+	// kube-system).
 	admin([]byte(`{"apiVersion":"v1","kind":"Pod","metadata":{"name":"agent-a","namespace":"pidpressure"},
-		"spec":{"nodeName":"rbac-node-a","serviceAccountName":"pidpressure","containers":[{"name":"c","image":"pidpressure/node-problem-detector:0.1.0"}]}}`), "create", "-f", "-")
+		"spec":{"nodeName":"rbac-node-a","serviceAccountName":"pidpressure","priorityClassName":"system-node-critical","containers":[{"name":"c","image":"pidpressure/node-problem-detector:0.1.0"}]}}`), "create", "-f", "-")
 	token := strings.TrimSpace(admin(nil, "create", "token", "pidpressure", "-n", "pidpressure", "--bound-object-kind", "Pod", "--bound-object-name", "agent-a"))
 	agentKC := tokenKubeconfig(t, dir, token)
 	who := admin(nil, "--kubeconfig", agentKC, "auth", "whoami", "-o", "json")
