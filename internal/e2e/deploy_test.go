@@ -278,10 +278,10 @@ func TestDeployRBACAndAdmission(t *testing.T) {
 	})
 
 	// Two nodes as kubelets would leave them, each with kubelet's conditions.
+	const kubeletConditions = `{"status":{"conditions":[{"type":"Ready","status":"True","reason":"KubeletReady","message":"kubelet is posting ready status"},{"type":"PIDPressure","status":"False","reason":"KubeletHasSufficientPID","message":"kubelet has sufficient PID available"}]}}`
 	for _, n := range []string{"rbac-node-a", "rbac-node-b"} {
 		admin([]byte(`{"apiVersion":"v1","kind":"Node","metadata":{"name":"`+n+`"}}`), "create", "-f", "-")
-		admin(nil, "patch", "node", n, "--subresource=status", "--type=merge", "-p",
-			`{"status":{"conditions":[{"type":"Ready","status":"True","reason":"KubeletReady","message":"kubelet is posting ready status"},{"type":"PIDPressure","status":"False","reason":"KubeletHasSufficientPID","message":"kubelet has sufficient PID available"}]}}`)
+		admin(nil, "patch", "node", n, "--subresource=status", "--type=merge", "-p", kubeletConditions)
 	}
 	// The agent's pod, as the DaemonSet would make it on node A (the
 	// Priority admission plugin accepts system-node-critical outside
@@ -326,7 +326,9 @@ func TestDeployRBACAndAdmission(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatal("the agent could set PIDPressureRisk on another node")
 		}
-		admin(nil, "patch", "node", "rbac-node-b", "--subresource=status", "--type=json", "-p", `[{"op":"test","path":"/status/conditions/2/type","value":"PIDPressureRisk"},{"op":"remove","path":"/status/conditions/2"}]`)
+		// It got through before the policy was loaded: put node B back as
+		// the kubelet left it (a merge patch replaces the whole list).
+		admin(nil, "patch", "node", "rbac-node-b", "--subresource=status", "--type=merge", "-p", kubeletConditions)
 		time.Sleep(500 * time.Millisecond)
 	}
 
