@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/pidpressure/pidpressure/internal/headroom"
+	"github.com/pidpressure/pidpressure/internal/reproduce"
 	"github.com/pidpressure/pidpressure/internal/testenv/journald"
 )
 
@@ -166,20 +167,9 @@ func makeCgroup(t *testing.T, hier, name string, max int) string {
 
 func removeCgroup(t *testing.T, dir string) {
 	t.Helper()
-	for i := 0; i < 50; i++ {
-		b, _ := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
-		pids := strings.Fields(string(b))
-		for _, p := range pids {
-			if n, err := strconv.Atoi(p); err == nil {
-				_ = syscall.Kill(n, syscall.SIGKILL)
-			}
-		}
-		if err := os.Remove(dir); err == nil || os.IsNotExist(err) {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
+	if err := reproduce.RemoveCgroup(dir); err != nil {
+		t.Error(err)
 	}
-	t.Errorf("could not remove cgroup %s", dir)
 }
 
 // TestDiagnoseFullPidsCgroup fills a real pids cgroup to its pids.max with

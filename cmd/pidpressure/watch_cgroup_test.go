@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pidpressure/pidpressure/internal/reproduce"
 	"github.com/pidpressure/pidpressure/internal/testenv/journald"
 )
 
@@ -273,14 +274,14 @@ func mustWrite(t *testing.T, p, s string) {
 	}
 }
 
-// buildGoThreads builds testdata/captured/src/gothreads.go.
+// buildGoThreads builds the Go program that creates threads until the
+// runtime fails (reproduce's go-threads, testdata/captured/src/gothreads.go).
 func buildGoThreads(t *testing.T) string {
 	t.Helper()
-	out := filepath.Join(t.TempDir(), "gothreads")
-	cmd := exec.Command("go", "build", "-o", out, filepath.Join("..", "..", "testdata", "captured", "src", "gothreads.go"))
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, b)
+	p, _ := reproduce.Named("go-threads")
+	argv, err := p.Build(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
 	}
-	return out
+	return argv[0]
 }

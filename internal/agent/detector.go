@@ -52,14 +52,11 @@ type Detector struct {
 	src      atomic.Pointer[Sources]
 	matches  map[MatchKey]uint64 // under mu
 	rejected map[string]uint64   // under mu
-	recent   []timedNode         // under mu: node samples of the last two sample intervals
 }
 
-// timedNode is a node sample and when it was taken.
-type timedNode struct {
-	at time.Time
-	n  headroom.Node
-}
+// freshSample is how old a node sample may be and still serve a failure
+// report without a new one.
+const freshSample = 100 * time.Millisecond
 
 // NewDetector returns a detector; nothing runs until Run.
 func NewDetector(cfg DetectorConfig, m *signature.Matcher, clk clock.WithTicker, log *slog.Logger, sink Sink) *Detector {
@@ -130,7 +127,6 @@ func (d *Detector) Run(ctx context.Context) error {
 				if n, err := d.sampler.Node(); err == nil {
 					d.mu.Lock()
 					d.corr.Record(n)
-					d.remember(n)
 					d.mu.Unlock()
 				} else {
 					d.log.Warn("node headroom sample failed", "err", err)
@@ -158,17 +154,18 @@ func (d *Detector) observe(r Report) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.count(r)
-	n, err := d.sampler.Node()
-	if err != nil {
-		d.log.Warn("node headroom sample failed", "err", err)
-		return
+	// A failure storm would otherwise sample the node once per line: a
+	// sample of the last freshSample serves every report in it.
+	if _, fresh := d.corr.Peak(freshSample); !fresh {
+		n, err := d.sampler.Node()
+		if err != nil {
+			d.log.Warn("node headroom sample failed", "err", err)
+			return
+		}
+		d.corr.Record(n)
 	}
-	d.corr.Record(n)
-	d.remember(n)
-	// A failure is read after it happened, and the process that failed
-	// often died of it and released its tasks: attribute it to the fullest
-	// node sample of the last moments, not only to this one.
-	n = d.peak()
+	// The fullest sample of the last two intervals (Correlator.Peak says why).
+	n, _ := d.corr.Peak(2 * d.cfg.SampleInterval)
 	root := d.cfg.Sources.Root
 	switch r.Kind {
 	case KindMatch:
@@ -191,34 +188,6 @@ func (d *Detector) observe(r Report) {
 			Reason: fmt.Sprintf("the kernel refused %d forks in cgroup %s (pids.max %s)", r.Event.Rejected, c.Path, c.Max)}
 		d.corr.Observe(verdict.Failure{Class: signature.ClassProcess, Trust: logline.TrustKernel, Attribution: a, Refused: r.Event.Rejected})
 	}
-}
-
-// remember keeps n among the recent node samples. Call with mu held.
-func (d *Detector) remember(n headroom.Node) {
-	now := d.clock.Now()
-	keep := d.recent[:0]
-	for _, t := range d.recent {
-		if now.Sub(t.at) <= 2*d.cfg.SampleInterval {
-			keep = append(keep, t)
-		}
-	}
-	keep = append(keep, timedNode{now, n})
-	d.recent = keep
-	if len(d.recent) > 64 {
-		d.recent = d.recent[len(d.recent)-64:]
-	}
-}
-
-// peak is the recent sample with the least headroom (the latest on a tie).
-// Call with mu held, after remember.
-func (d *Detector) peak() headroom.Node {
-	best := d.recent[len(d.recent)-1].n
-	for _, t := range d.recent {
-		if t.n.Free() < best.Free() {
-			best = t.n
-		}
-	}
-	return best
 }
 
 // Who describes the process a line came from: "kubelet (pid 3124, kubelet.service)".

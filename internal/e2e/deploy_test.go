@@ -244,10 +244,7 @@ func TestDeployRBACAndAdmission(t *testing.T) {
 	k, h := render(t)
 	dir := t.TempDir()
 	kubectl := func(kubeconfig string, stdin []byte, args ...string) (string, error) {
-		cmd := exec.CommandContext(ctx, filepath.Join(cluster.Bin, "kubectl"), append([]string{"--kubeconfig", kubeconfig}, args...)...)
-		cmd.Stdin = bytes.NewReader(stdin)
-		out, err := cmd.CombinedOutput()
-		return string(out), err
+		return cluster.KubectlIn(ctx, kubeconfig, stdin, args...)
 	}
 	admin := func(stdin []byte, args ...string) string {
 		t.Helper()

@@ -62,7 +62,7 @@ func setUp(m *testing.M) int {
 	if npdBin, cliBin, err = testenv.Build(ctx, root, work); err != nil {
 		return fail(err)
 	}
-	if goThreads, err = testenv.BuildGoThreads(ctx, root, work); err != nil {
+	if goThreads, err = testenv.BuildGoThreads(work); err != nil {
 		return fail(err)
 	}
 	if cluster, err = testenv.Start(bin); err != nil {

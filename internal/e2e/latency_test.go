@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -121,7 +122,7 @@ func latencyOnce(b *testing.B, node string, execBased, fullCgroup bool, burst ti
 	if err := a.WaitHealthy(hctx); err != nil {
 		b.Fatal(err)
 	}
-	if !waitStatus(ctx, node, 40*time.Second, corev1.ConditionFalse) {
+	if _, err := cluster.WaitCondition(ctx, node, 40*time.Second, corev1.ConditionFalse); err != nil {
 		b.Fatalf("%s: no initial condition; agent log:\n%s", node, a.Tail())
 	}
 	if fullCgroup {
@@ -129,7 +130,7 @@ func latencyOnce(b *testing.B, node string, execBased, fullCgroup bool, burst ti
 		if err != nil {
 			b.Fatal(err)
 		}
-		if err := testenv.WriteFile(filepath.Join(cg, "pids.max"), strings.TrimSpace(string(cur))); err != nil {
+		if err := os.WriteFile(filepath.Join(cg, "pids.max"), bytes.TrimSpace(cur), 0o644); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -143,7 +144,8 @@ func latencyOnce(b *testing.B, node string, execBased, fullCgroup bool, burst ti
 	if burst > 0 {
 		time.AfterFunc(burst, load.Stop)
 	}
-	seen := waitStatus(ctx, node, 75*time.Second, corev1.ConditionTrue)
+	_, err = cluster.WaitCondition(ctx, node, 75*time.Second, corev1.ConditionTrue)
+	seen := err == nil
 	at := time.Now()
 	load.Stop()
 	if !seen {
@@ -161,18 +163,6 @@ func latencyOnce(b *testing.B, node string, execBased, fullCgroup bool, burst ti
 		b.Fatal(err)
 	}
 	return at.Sub(first), true
-}
-
-// waitStatus polls the Node every 50 ms until the condition has status.
-func waitStatus(ctx context.Context, node string, timeout time.Duration, status corev1.ConditionStatus) bool {
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		if c, ok, err := cluster.Condition(ctx, node); err == nil && ok && c.Status == status {
-			return true
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return false
 }
 
 // firstFailure is when journald received the first "fork: retry" line

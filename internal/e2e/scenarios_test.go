@@ -188,7 +188,7 @@ func TestAPIServerOutage(t *testing.T) {
 
 func mustWrite(t *testing.T, path, s string) {
 	t.Helper()
-	if err := testenv.WriteFile(path, s); err != nil {
+	if err := os.WriteFile(path, []byte(s), 0o644); err != nil {
 		t.Fatal(err)
 	}
 }

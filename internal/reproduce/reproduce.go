@@ -103,6 +103,16 @@ func Programs() []Program {
 	}
 }
 
+// Named returns the program called name (see Programs).
+func Named(name string) (Program, bool) {
+	for _, p := range Programs() {
+		if p.Name == name {
+			return p, true
+		}
+	}
+	return Program{}, false
+}
+
 // Build prepares the program in dir and returns its command line.
 func (p Program) Build(dir string) ([]string, error) { return p.build(dir) }
 
@@ -180,7 +190,7 @@ func Run(ctx context.Context, argv []string, lim Limit, opt Options) (Result, er
 		if err := os.Mkdir(cgDir, 0o755); err != nil {
 			return res, fmt.Errorf("creating cgroup: %w", err)
 		}
-		defer removeCgroup(cgDir)
+		defer func() { _ = RemoveCgroup(cgDir) }()
 		if err := os.WriteFile(filepath.Join(cgDir, "pids.max"), []byte(strconv.Itoa(lim.CgroupMax)), 0o644); err != nil {
 			return res, fmt.Errorf("setting pids.max: %w", err)
 		}
@@ -248,9 +258,10 @@ func refused(dir string) uint64 {
 	return 0
 }
 
-// removeCgroup kills what is left in the cgroup and removes it.
-func removeCgroup(dir string) {
-	for i := 0; i < 100; i++ {
+// RemoveCgroup kills what is left in the cgroup directory dir, by PID, and
+// removes it (gone already is fine).
+func RemoveCgroup(dir string) error {
+	for range 100 {
 		b, _ := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
 		for _, p := range strings.Fields(string(b)) {
 			if n, err := strconv.Atoi(p); err == nil {
@@ -258,8 +269,9 @@ func removeCgroup(dir string) {
 			}
 		}
 		if err := os.Remove(dir); err == nil || os.IsNotExist(err) {
-			return
+			return nil
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	return fmt.Errorf("could not remove cgroup %s", dir)
 }

@@ -139,9 +139,8 @@ type Failure struct {
 
 // sample is one node headroom sample.
 type sample struct {
-	t     time.Time
-	tasks uint64
-	limit uint64
+	t time.Time
+	n headroom.Node
 }
 
 type agg struct {
@@ -227,12 +226,29 @@ func New(cfg Config, clk clock.PassiveClock) *Correlator {
 func (c *Correlator) Record(n headroom.Node) {
 	now := c.clock.Now()
 	c.node, c.hasNode = n, true
-	c.samples = append(c.samples, sample{t: now, tasks: n.Tasks, limit: n.Limit})
+	c.samples = append(c.samples, sample{t: now, n: n})
 	cut := 0
 	for cut < len(c.samples) && now.Sub(c.samples[cut].t) > c.cfg.TrendWindow {
 		cut++
 	}
 	c.samples = c.samples[cut:]
+}
+
+// Peak returns the recorded node sample of the last span with the least
+// headroom (the latest on a tie), and false if none was recorded in it.
+// A failure is read after it happened, and the process that failed often
+// died of it and released its tasks: it is attributed to the peak of the
+// last moments, not only to the latest sample.
+func (c *Correlator) Peak(span time.Duration) (headroom.Node, bool) {
+	now := c.clock.Now()
+	var best headroom.Node
+	found := false
+	for _, s := range c.samples {
+		if now.Sub(s.t) <= span && (!found || s.n.Free() <= best.Free()) {
+			best, found = s.n, true
+		}
+	}
+	return best, found
 }
 
 // Observe takes one failure.
@@ -525,7 +541,7 @@ func (c *Correlator) predict() (time.Duration, float64, bool) {
 	n := float64(len(s))
 	for _, p := range s {
 		x := p.t.Sub(s[0].t).Seconds()
-		y := float64(p.tasks)
+		y := float64(p.n.Tasks)
 		sx, sy, sxx, sxy = sx+x, sy+y, sxx+x*x, sxy+x*y
 	}
 	den := n*sxx - sx*sx
@@ -542,7 +558,7 @@ func (c *Correlator) predict() (time.Duration, float64, bool) {
 	var ssTot, ssRes float64
 	for _, p := range s {
 		x := p.t.Sub(s[0].t).Seconds()
-		y := float64(p.tasks)
+		y := float64(p.n.Tasks)
 		ssTot += (y - mean) * (y - mean)
 		ssRes += (y - (icept + slope*x)) * (y - (icept + slope*x))
 	}
@@ -550,10 +566,10 @@ func (c *Correlator) predict() (time.Duration, float64, bool) {
 		return 0, 0, false
 	}
 	last := s[len(s)-1]
-	if last.tasks >= last.limit {
+	if last.n.Tasks >= last.n.Limit {
 		return 0, slope, true
 	}
-	secs := float64(last.limit-last.tasks) / slope
+	secs := float64(last.n.Limit-last.n.Tasks) / slope
 	if secs > float64(math.MaxInt64/int64(time.Second)) {
 		return 0, 0, false
 	}

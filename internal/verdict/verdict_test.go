@@ -369,3 +369,27 @@ func TestUnitThatDiedOfItsLimit(t *testing.T) {
 		t.Errorf("atLimit = %q, want %q", got, want)
 	}
 }
+
+// TestPeakOfRecentSamples: a failure is attributed to the fullest node
+// sample of the last span, because the process that failed often freed its
+// tasks before its line was read; older samples do not count.
+func TestPeakOfRecentSamples(t *testing.T) {
+	t.Parallel()
+	c, clk := newC(t)
+	if _, ok := c.Peak(2 * time.Second); ok {
+		t.Error("a peak before any sample")
+	}
+	full := headroom.Node{Tasks: 499, Limit: 499}
+	calm := headroom.Node{Tasks: 23, Limit: 499}
+	c.Record(full)
+	clk.Step(1500 * time.Millisecond)
+	c.Record(calm)
+	if got, ok := c.Peak(2 * time.Second); !ok || got.Tasks != 499 {
+		t.Errorf("peak 1.5 s after a full sample = %d tasks (%v), want 499", got.Tasks, ok)
+	}
+	clk.Step(time.Second) // the full sample is now 2.5 s old
+	c.Record(calm)
+	if got, _ := c.Peak(2 * time.Second); got.Tasks != 23 {
+		t.Errorf("peak 2.5 s after a full sample = %d tasks, want 23 (older than the span)", got.Tasks)
+	}
+}

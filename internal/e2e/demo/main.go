@@ -10,7 +10,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -59,7 +58,7 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	goThreads, err := testenv.BuildGoThreads(ctx, root, work)
+	goThreads, err := testenv.BuildGoThreads(work)
 	if err != nil {
 		return err
 	}
@@ -92,7 +91,7 @@ func run(ctx context.Context) error {
 	if err := a.WaitHealthy(hctx); err != nil {
 		return err
 	}
-	if _, err := waitCondition(ctx, c, 30*time.Second, corev1.ConditionFalse); err != nil {
+	if _, err := c.WaitCondition(ctx, node, 30*time.Second, corev1.ConditionFalse); err != nil {
 		return fmt.Errorf("%w\nagent log:\n%s", err, a.Tail())
 	}
 	if err := printConditions(ctx, c); err != nil {
@@ -106,7 +105,7 @@ func run(ctx context.Context) error {
 	}
 	defer load.Stop()
 	t0 := time.Now()
-	cond, err := waitCondition(ctx, c, 60*time.Second, corev1.ConditionTrue)
+	cond, err := c.WaitCondition(ctx, node, 60*time.Second, corev1.ConditionTrue)
 	if err != nil {
 		return fmt.Errorf("%w\nagent log:\n%s", err, a.Tail())
 	}
@@ -125,7 +124,7 @@ func run(ctx context.Context) error {
 	}
 
 	step("The load is gone; waiting for the condition to return to False after the quiet period (20 s here, 5 min by default)")
-	if _, err := waitCondition(ctx, c, 90*time.Second, corev1.ConditionFalse); err != nil {
+	if _, err := c.WaitCondition(ctx, node, 90*time.Second, corev1.ConditionFalse); err != nil {
 		return err
 	}
 	if err := printConditions(ctx, c); err != nil {
@@ -133,22 +132,6 @@ func run(ctx context.Context) error {
 	}
 	step("Tearing down: the agent, its PID namespace, kube-apiserver and etcd")
 	return nil
-}
-
-func waitCondition(ctx context.Context, c *testenv.Cluster, timeout time.Duration, want corev1.ConditionStatus) (corev1.NodeCondition, error) {
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		cond, ok, err := c.Condition(ctx, node)
-		if err == nil && ok && cond.Status == want {
-			return cond, nil
-		}
-		select {
-		case <-ctx.Done():
-			return corev1.NodeCondition{}, ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-	return corev1.NodeCondition{}, errors.New("the Node did not get " + string(testenv.ConditionType) + "=" + string(want) + " within " + timeout.String())
 }
 
 func printConditions(ctx context.Context, c *testenv.Cluster) error {

@@ -199,7 +199,13 @@ func (c *Cluster) AddUser(name string, groups ...string) (string, error) {
 // Kubectl runs the built kubectl with kubeconfig and returns its output
 // (stdout and stderr together, which is what a person would see).
 func (c *Cluster) Kubectl(ctx context.Context, kubeconfig string, args ...string) (string, error) {
+	return c.KubectlIn(ctx, kubeconfig, nil, args...)
+}
+
+// KubectlIn is Kubectl with stdin (a manifest for -f -).
+func (c *Cluster) KubectlIn(ctx context.Context, kubeconfig string, stdin []byte, args ...string) (string, error) {
 	cmd := exec.CommandContext(ctx, filepath.Join(c.Bin, "kubectl"), append([]string{"--kubeconfig", kubeconfig}, args...)...)
+	cmd.Stdin = bytes.NewReader(stdin)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return string(out), fmt.Errorf("kubectl %s: %w: %s", strings.Join(args, " "), err, out)
@@ -229,6 +235,23 @@ func (c *Cluster) Condition(ctx context.Context, node string) (corev1.NodeCondit
 		}
 	}
 	return corev1.NodeCondition{}, false, nil
+}
+
+// WaitCondition polls the node every 50 ms until its condition has
+// status, and returns it.
+func (c *Cluster) WaitCondition(ctx context.Context, node string, timeout time.Duration, status corev1.ConditionStatus) (corev1.NodeCondition, error) {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if cond, ok, err := c.Condition(ctx, node); err == nil && ok && cond.Status == status {
+			return cond, nil
+		}
+		select {
+		case <-ctx.Done():
+			return corev1.NodeCondition{}, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return corev1.NodeCondition{}, fmt.Errorf("node %s did not get %s=%s within %s", node, ConditionType, status, timeout)
 }
 
 // Events returns the Events about the node.

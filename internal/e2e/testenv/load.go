@@ -11,7 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"time"
+
+	"github.com/pidpressure/pidpressure/internal/reproduce"
 )
 
 // Prerequisites reports what this machine lacks for the end-to-end
@@ -60,44 +61,22 @@ func MakeCgroup(dir string) (remove func() error, err error) {
 	return func() error {
 		var errs []error
 		for _, d := range created {
-			errs = append(errs, RemoveCgroup(d))
+			errs = append(errs, reproduce.RemoveCgroup(d))
 		}
 		return errors.Join(errs...)
 	}, nil
 }
 
-// RemoveCgroup kills the processes in dir by PID and removes it.
-func RemoveCgroup(dir string) error {
-	for range 100 {
-		b, _ := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
-		for _, p := range strings.Fields(string(b)) {
-			if pid, err := strconv.Atoi(p); err == nil {
-				_ = syscall.Kill(pid, syscall.SIGKILL)
-			}
-		}
-		err := os.Remove(dir)
-		if err == nil || os.IsNotExist(err) {
-			return nil
-		}
-		time.Sleep(50 * time.Millisecond)
+// BuildGoThreads builds, into dir, the Go program that creates OS threads
+// until the runtime dies with "failed to create new OS thread"
+// (reproduce's go-threads).
+func BuildGoThreads(dir string) (string, error) {
+	p, _ := reproduce.Named("go-threads")
+	argv, err := p.Build(dir)
+	if err != nil {
+		return "", err
 	}
-	return fmt.Errorf("could not remove cgroup %s", dir)
-}
-
-// WriteFile writes s to a cgroup or proc file.
-func WriteFile(path, s string) error { return os.WriteFile(path, []byte(s), 0o644) }
-
-// BuildGoThreads builds the Go program that creates OS threads until the
-// runtime dies with "failed to create new OS thread"
-// (testdata/captured/src/gothreads.go) into dir.
-func BuildGoThreads(ctx context.Context, root, dir string) (string, error) {
-	out := filepath.Join(dir, "gothreads")
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, filepath.Join(root, "testdata", "captured", "src", "gothreads.go"))
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build gothreads: %w\n%s", err, b)
-	}
-	return out, nil
+	return argv[0], nil
 }
 
 // Load is a set of programs exhausting a PID namespace, each in its own
@@ -139,27 +118,6 @@ func (l *Load) Stop() {
 	for _, c := range l.cmds {
 		_ = syscall.Kill(-c.Process.Pid, syscall.SIGKILL)
 	}
-}
-
-// TasksIn counts the tasks (threads) of the processes in init's PID
-// namespace, as seen from here.
-func TasksIn(init int) int {
-	want, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", init))
-	if err != nil {
-		return 0
-	}
-	n := 0
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		if _, err := strconv.Atoi(e.Name()); err != nil {
-			continue
-		}
-		if ns, err := os.Readlink("/proc/" + e.Name() + "/ns/pid"); err == nil && ns == want {
-			tasks, _ := os.ReadDir("/proc/" + e.Name() + "/task")
-			n += len(tasks)
-		}
-	}
-	return n
 }
 
 // Forge logs line to journald as a non-root user (UID 65534) who claims

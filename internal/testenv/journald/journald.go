@@ -68,25 +68,39 @@ func Ensure(t testing.TB) {
 	if Alive() {
 		return
 	}
-	if err := os.MkdirAll(filepath.Dir(Socket), 0o755); err != nil {
+	pid, err := Start()
+	if err != nil {
 		t.Fatal(err)
+	}
+	if err := os.WriteFile(pidFile, []byte(strconv.Itoa(pid)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Start starts a standalone journald in a session of its own and waits
+// until it answers on its socket; it returns journald's PID, by which the
+// caller stops it.
+func Start() (int, error) {
+	if _, err := os.Stat(Binary); err != nil {
+		return 0, fmt.Errorf("no %s: install the systemd package", Binary)
+	}
+	if err := os.MkdirAll(filepath.Dir(Socket), 0o755); err != nil {
+		return 0, err
 	}
 	cmd := exec.Command(Binary)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting journald: %v", err)
+		return 0, fmt.Errorf("starting journald: %w", err)
 	}
 	pid := cmd.Process.Pid
 	go func() { _ = cmd.Wait() }() // reap it when it exits
-	if err := os.WriteFile(pidFile, []byte(strconv.Itoa(pid)), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	for i := 0; i < 100 && !Alive(); i++ {
 		time.Sleep(50 * time.Millisecond)
 	}
 	if !Alive() {
-		t.Fatalf("journald (pid %d) did not open %s", pid, Socket)
+		return pid, fmt.Errorf("journald (pid %d) did not open %s", pid, Socket)
 	}
+	return pid, nil
 }
 
 // Release ends this process's use of journald; if no other test process uses
