@@ -32,6 +32,9 @@ type DetectorConfig struct {
 	Verdict verdict.Config
 	// SampleInterval is how often the node headroom is sampled.
 	SampleInterval time.Duration
+	// CensusInterval is how often every process is counted even when
+	// nothing is wrong: the zombie census and its trend (default 1m).
+	CensusInterval time.Duration
 }
 
 // Detector is the whole detector: the live sources, the headroom sampler
@@ -52,16 +55,33 @@ type Detector struct {
 	src      atomic.Pointer[Sources]
 	matches  map[MatchKey]uint64 // under mu
 	rejected map[string]uint64   // under mu
+
+	// Owned by Run's goroutine.
+	census   headroom.Scan // the last walk of /proc
+	censusAt time.Time     // zero before the first
+	members  members       // recent cgroups of processes seen failing
 }
 
 // freshSample is how old a node sample may be and still serve a failure
 // report without a new one.
 const freshSample = 100 * time.Millisecond
 
+// minCensusAge is the least time between two walks of /proc for failure
+// reports: whatever the line rate, the per-line cost does not grow with
+// the number of processes on the node.
+const minCensusAge = 5 * time.Second
+
+// censusParents bounds the zombie parents a census keeps (their trend is
+// followed from one census to the next).
+const censusParents = 64
+
 // NewDetector returns a detector; nothing runs until Run.
 func NewDetector(cfg DetectorConfig, m *signature.Matcher, clk clock.WithTicker, log *slog.Logger, sink Sink) *Detector {
 	if cfg.SampleInterval <= 0 {
 		cfg.SampleInterval = 2 * time.Second
+	}
+	if cfg.CensusInterval <= 0 {
+		cfg.CensusInterval = time.Minute
 	}
 	return &Detector{cfg: cfg, m: m, clock: clk, log: log, sink: sink,
 		sampler: headroom.NewSampler(cfg.Sources.Root), corr: verdict.New(cfg.Verdict, clk),
@@ -96,12 +116,14 @@ func (d *Detector) Run(ctx context.Context) error {
 	d.mu.Lock()
 	d.hs = hs
 	d.corr.Record(n)
-	// The start-up audit and zombie census become Events.
-	if diag, err := headroom.Diagnose(scfg.Root, headroom.DiagnoseOptions{}); err == nil || diag.Node.PIDMax > 0 {
-		d.corr.ObserveAudit(diag.Audit)
-		d.corr.ObserveZombies(diag.Scan.ZombieParents)
-	}
 	d.mu.Unlock()
+	// The start-up audit becomes Events; the census follows at its interval.
+	if diag, err := headroom.Diagnose(scfg.Root, headroom.DiagnoseOptions{}); err == nil || diag.Node.PIDMax > 0 {
+		d.mu.Lock()
+		d.corr.ObserveAudit(diag.Audit)
+		d.mu.Unlock()
+	}
+	d.takeCensus(true)
 	d.evaluate(true)
 
 	src := NewSources(scfg, d.m, d.clock, d.log)
@@ -113,6 +135,7 @@ func (d *Detector) Run(ctx context.Context) error {
 	tick := d.clock.NewTicker(time.Second)
 	defer tick.Stop()
 	nextSample := d.clock.Now().Add(d.cfg.SampleInterval)
+	nextCensus := d.clock.Now().Add(d.cfg.CensusInterval)
 	for {
 		select {
 		case <-ctx.Done():
@@ -127,11 +150,21 @@ func (d *Detector) Run(ctx context.Context) error {
 				if n, err := d.sampler.Node(); err == nil {
 					d.mu.Lock()
 					d.corr.Record(n)
+					cond := d.corr.Condition()
 					d.mu.Unlock()
+					// While the node is short of PIDs its message names the
+					// top consumers: keep them fresh.
+					if cond.Status || n.UsedPercent >= d.cfg.Verdict.WarningPercent {
+						d.censusFor(now)
+					}
 				} else {
 					d.log.Warn("node headroom sample failed", "err", err)
 				}
 				nextSample = now.Add(d.cfg.SampleInterval)
+			}
+			if !now.Before(nextCensus) {
+				d.takeCensus(true)
+				nextCensus = now.Add(d.cfg.CensusInterval)
 			}
 			d.evaluate(false)
 		}
@@ -149,44 +182,154 @@ func (d *Detector) snapshot() json.RawMessage {
 	return b
 }
 
-// observe turns a report into a failure attributed at this moment.
+// observe turns a report into a failure attributed at the moment it
+// happened. The evidence is read from the host first, without the lock; the
+// lock is held only to hand it to the verdict.
 func (d *Detector) observe(r Report) {
 	d.mu.Lock()
-	defer d.mu.Unlock()
 	d.count(r)
+	_, fresh := d.corr.Peak(freshSample)
+	d.mu.Unlock()
 	// A failure storm would otherwise sample the node once per line: a
 	// sample of the last freshSample serves every report in it.
-	if _, fresh := d.corr.Peak(freshSample); !fresh {
+	if !fresh {
 		n, err := d.sampler.Node()
 		if err != nil {
 			d.log.Warn("node headroom sample failed", "err", err)
 			return
 		}
+		d.mu.Lock()
 		d.corr.Record(n)
+		d.mu.Unlock()
 	}
-	// The fullest sample of the last two intervals (Correlator.Peak says why).
-	n, _ := d.corr.Peak(2 * d.cfg.SampleInterval)
-	root := d.cfg.Sources.Root
+	var f verdict.Failure
 	switch r.Kind {
 	case KindMatch:
-		l, h := r.Line, r.Hit
-		o := headroom.Origin{PID: l.Origin.PID, UID: l.Origin.UID, Cgroup: l.Origin.Cgroup}
-		if h.Kernel && h.Fields.Cgroup != "" {
-			o = headroom.Origin{UID: -1, Cgroup: h.Fields.Cgroup}
-		}
-		if o.PID == logline.Unknown {
-			o.PID = 0
-		}
-		d.corr.Observe(verdict.Failure{Class: h.Class, Signature: h.Signature, Trust: h.Trust, Who: Who(l),
-			Attribution: headroom.Attribute(root, n, d.hs, o)})
+		f = d.lineFailure(r)
 	case KindRejected:
-		c, err := headroom.DescribeCgroup(root, r.Event.Target.Hierarchy, r.Event.Target.Path)
-		if err != nil {
+		var ok bool
+		if f, ok = d.refusalFailure(r); !ok {
 			return // the cgroup is gone
 		}
-		a := headroom.Attribution{Layer: headroom.LayerCgroup, Limit: "pids.max", Used: c.Current, Max: c.Max.Value, Cgroup: &c, Node: n,
-			Reason: fmt.Sprintf("the kernel refused %d forks in cgroup %s (pids.max %s)", r.Event.Rejected, c.Path, c.Max)}
-		d.corr.Observe(verdict.Failure{Class: signature.ClassProcess, Trust: logline.TrustKernel, Attribution: a, Refused: r.Event.Rejected})
+	default:
+		return
+	}
+	d.mu.Lock()
+	d.corr.Observe(f)
+	d.mu.Unlock()
+}
+
+// peakAround is the fullest node sample around t (now when t is zero): the
+// one a failure at t is judged against (Correlator.PeakAround says why).
+func (d *Detector) peakAround(t time.Time) headroom.Node {
+	now := d.clock.Now()
+	if t.IsZero() || t.After(now) {
+		t = now
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	n, ok := d.corr.PeakAround(t, 2*d.cfg.SampleInterval)
+	if !ok {
+		n, _ = d.corr.Peak(2 * d.cfg.SampleInterval)
+	}
+	return n
+}
+
+// lineFailure attributes a matched line.
+func (d *Detector) lineFailure(r Report) verdict.Failure {
+	l, h := r.Line, r.Hit
+	root := d.cfg.Sources.Root
+	o := headroom.Origin{PID: l.Origin.PID, UID: l.Origin.UID, Cgroup: l.Origin.Cgroup}
+	if h.Kernel && h.Fields.Cgroup != "" {
+		o = headroom.Origin{UID: -1, Cgroup: h.Fields.Cgroup}
+	}
+	if o.PID == logline.Unknown {
+		o.PID = 0
+	}
+	var scan *headroom.Scan
+	if o.UID != 0 {
+		// Only a non-root UID's RLIMIT_NPROC needs the tasks per UID.
+		scan = d.censusFor(d.clock.Now())
+	}
+	now := d.clock.Now()
+	a := headroom.Attribute(root, d.peakAround(l.Time), d.hs, o, scan)
+	switch {
+	case a.Layer == headroom.LayerCgroup && a.Cgroup != nil:
+		d.members.remember(o.PID, *a.Cgroup, now)
+	case a.Layer == headroom.LayerNone && o.PID > 0:
+		// The process is gone and no limit is at its maximum now; if it
+		// was in a cgroup that refused forks moments ago, that is the limit
+		// its line reports, as the lines before it said.
+		if cg, ok := d.members.lookup(o.PID, now, d.cfg.Verdict.FailureWindow); ok {
+			a.Layer, a.Limit, a.Used, a.Max, a.Cgroup = headroom.LayerCgroup, "pids.max", cg.Current, cg.Max.Value, &cg
+			a.Reason = fmt.Sprintf("cgroup %s refused forks at pids.max %s while pid %d was in it", cg.Path, cg.Max, o.PID)
+		}
+	}
+	if a.Cgroup != nil {
+		a.Cgroup.Rejected = d.refusedSince(*a.Cgroup)
+	}
+	return verdict.Failure{Class: h.Class, Signature: h.Signature, Trust: h.Trust, Who: Who(l), Attribution: a}
+}
+
+// refusalFailure turns an increase of a cgroup's refused-fork counter into
+// a failure, and remembers the processes that were in the cgroup.
+func (d *Detector) refusalFailure(r Report) (verdict.Failure, bool) {
+	t := r.Event.Target
+	c, err := headroom.DescribeCgroup(d.cfg.Sources.Root, t.Hierarchy, t.Path)
+	if err != nil {
+		return verdict.Failure{}, false
+	}
+	now := d.clock.Now()
+	if pids, err := headroom.CgroupPIDs(t.Hierarchy, t.Path, maxMembers); err == nil {
+		for _, pid := range pids {
+			d.members.remember(pid, c, now)
+		}
+	}
+	c.Rejected = d.refusedSince(c)
+	a := headroom.Attribution{Layer: headroom.LayerCgroup, Limit: "pids.max", Used: c.Current, Max: c.Max.Value, Cgroup: &c, Node: d.peakAround(now),
+		Reason: fmt.Sprintf("the kernel refused %d forks in cgroup %s (pids.max %s)", r.Event.Rejected, c.Path, c.Max)}
+	return verdict.Failure{Class: signature.ClassProcess, Trust: logline.TrustKernel, Attribution: a}, true
+}
+
+// refusedSince is how many forks a cgroup refused since the agent took its
+// baseline: its lifetime counter includes refusals from before the agent.
+func (d *Detector) refusedSince(c headroom.Cgroup) uint64 {
+	src := d.src.Load()
+	if src == nil {
+		return c.Rejected
+	}
+	for _, h := range d.hs {
+		if h.Version == c.Version {
+			return src.RefusedSince(h, c.Path, c.Rejected)
+		}
+	}
+	return c.Rejected
+}
+
+// censusFor returns a census no older than minCensusAge at now, walking
+// /proc (without the lock) only when the last one is older.
+func (d *Detector) censusFor(now time.Time) *headroom.Scan {
+	if d.censusAt.IsZero() || now.Sub(d.censusAt) >= minCensusAge {
+		d.takeCensus(false)
+	}
+	return &d.census
+}
+
+// takeCensus walks /proc once: the tasks per UID, the top consumers and,
+// with zombies, the zombie census.
+func (d *Detector) takeCensus(zombies bool) {
+	scan, err := headroom.Walk(d.cfg.Sources.Root, censusParents)
+	if err != nil && scan.Processes == 0 {
+		d.log.Warn("process census failed", "err", err)
+		return
+	}
+	d.census, d.censusAt = scan, d.clock.Now()
+	consumers := headroom.TopConsumers(d.cfg.Sources.Root, d.hs, scan)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.corr.ObserveConsumers(consumers)
+	if zombies {
+		d.corr.ObserveZombies(scan.ZombieParents)
 	}
 }
 

@@ -498,3 +498,14 @@ func (s *Sources) save(store *state.Store) {
 		s.log.Warn("saving state", "path", store.Path(), "err", fmt.Sprint(err))
 	}
 }
+
+// RefusedSince returns how many forks the cgroup at path of h refused since
+// the pids.events source took its baseline, given its counter now (the
+// counter itself before the source runs or for a cgroup it does not watch).
+func (s *Sources) RefusedSince(h headroom.Hierarchy, path string, total uint64) uint64 {
+	w := s.watcher.Load()
+	if w == nil {
+		return total
+	}
+	return w.Since(pidsevents.Target{Hierarchy: h, Path: path}, total)
+}

@@ -66,16 +66,21 @@ func NodeAtLimit(n Node) bool {
 // that actually refused the fork is named: RLIMIT_NPROC of the caller, then
 // kernel.threads-max, then the pids cgroups from the caller's cgroup up, then
 // kernel.pid_max (alloc_pid).
-func Attribute(root hostfs.Root, n Node, hs []Hierarchy, o Origin) Attribution {
+//
+// scan is a recent Walk of the same root: it gives the tasks per UID and a
+// process of each UID. Attribute reads only the origin's own files and its
+// cgroups, never every process, so that its cost does not grow with the
+// node; with a nil scan the user layer of a non-root UID walks /proc once.
+func Attribute(root hostfs.Root, n Node, hs []Hierarchy, o Origin, scan *Scan) Attribution {
 	a := Attribution{Layer: LayerNone, Node: n}
 	pid := o.PID
 	if o.UID > 0 && (pid <= 0 || !alive(root, pid)) {
 		// The process is gone: judge RLIMIT_NPROC by a live process of the
 		// same real UID (the limit is inherited, so usually the same).
-		pid = processOfUID(root, o.UID)
+		pid = processOfUID(root, scan, o.UID)
 	}
 	if pid > 0 {
-		if u, err := UserOf(root, pid, nil); err == nil {
+		if u, err := UserOf(root, pid, scan); err == nil {
 			a.User = &u
 			if u.AtLimit {
 				a.Layer, a.Limit, a.Used, a.Max = LayerUser, "RLIMIT_NPROC", u.Tasks, u.Soft.Value
@@ -120,24 +125,14 @@ func alive(root hostfs.Root, pid int) bool {
 	return err == nil
 }
 
-// processOfUID returns a live process whose real UID is uid, or 0.
-func processOfUID(root hostfs.Root, uid int) int {
-	entries, err := os.ReadDir(root.Proc)
-	if err != nil {
+// processOfUID returns the process of the real UID uid that scan saw, if
+// it is still alive, or 0.
+func processOfUID(root hostfs.Root, scan *Scan, uid int) int {
+	if scan == nil {
 		return 0
 	}
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := hostfs.ReadSmall(root.ProcPath(e.Name(), "status"))
-		if err != nil {
-			continue
-		}
-		if st, err := parseStatus(b); err == nil && st.uid == uid {
-			return pid
-		}
+	if pid, ok := scan.PIDByUID[uid]; ok && alive(root, pid) {
+		return pid
 	}
 	return 0
 }

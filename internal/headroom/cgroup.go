@@ -239,3 +239,35 @@ func parseProcCgroup(b []byte, version int) (string, error) {
 	}
 	return "", fmt.Errorf("no cgroup v%d pids entry: %w", version, ErrNotSupported)
 }
+
+// CgroupPIDs returns the processes of the cgroup at path and of its
+// descendants, at most limit of them, from each cgroup's cgroup.procs
+// (Documentation/admin-guide/cgroup-v2.rst; v1 has the same file). A
+// descendant that vanishes while it is read is skipped.
+//
+// Format: one PID per line.
+func CgroupPIDs(h Hierarchy, p string, limit int) ([]int, error) {
+	top := filepath.Join(h.Dir, filepath.FromSlash(path.Clean("/"+p)))
+	if _, err := os.Stat(top); err != nil {
+		return nil, err
+	}
+	var out []int
+	for dirs := []string{top}; len(dirs) > 0 && len(out) < limit; {
+		dir := dirs[len(dirs)-1]
+		dirs = dirs[:len(dirs)-1]
+		b, err := hostfs.ReadSmall(filepath.Join(dir, "cgroup.procs"))
+		if err != nil {
+			continue // vanished while read
+		}
+		for _, f := range bytes.Fields(b) {
+			if pid, err := strconv.Atoi(string(f)); err == nil && len(out) < limit {
+				out = append(out, pid)
+			}
+		}
+		subs, _ := subdirs(dir) // a vanished cgroup has no children left
+		for _, s := range subs {
+			dirs = append(dirs, filepath.Join(dir, s))
+		}
+	}
+	return out, nil
+}

@@ -105,9 +105,14 @@ func TestHostCgroupV1Cgroupfs(t *testing.T) {
 	if !hasFinding(d, "PIDMaxLow") || !hasFinding(d, "KubeletConfigUnreadable") {
 		t.Errorf("audit = %+v", d.Audit)
 	}
-	u, err := UserOf(host("cgroupv1-cgroupfs"), 2210, nil)
+	u, err := UserOf(host("cgroupv1-cgroupfs"), 2210, &d.Scan)
 	if err != nil || u.Comm != "dockerd" || u.Tasks != 41 || !u.Exempt || u.AtLimit {
 		t.Errorf("UserOf(2210) = %+v, %v", u, err)
+	}
+	// Root is exempt from RLIMIT_NPROC: without a census its tasks are not
+	// counted at all (no walk of /proc for it).
+	if u, err := UserOf(host("cgroupv1-cgroupfs"), 2210, nil); err != nil || !u.Exempt || u.Tasks != 0 || u.AtLimit {
+		t.Errorf("UserOf(2210, nil) = %+v, %v", u, err)
 	}
 }
 
@@ -155,7 +160,7 @@ func TestHostIncident(t *testing.T) {
 	// With 10 % free it is not: the limit is not identified.
 	n.Tasks = n.Limit - n.Limit/10
 	n.UsedPercent = 90
-	if a := Attribute(host("pidmax-97pct"), n, d.Hierarchies, Origin{PID: 3124}); a.Layer != LayerNone {
+	if a := Attribute(host("pidmax-97pct"), n, d.Hierarchies, Origin{PID: 3124}, nil); a.Layer != LayerNone {
 		t.Errorf("attribution at 90 %% = %+v, want none", a)
 	}
 }
@@ -240,8 +245,12 @@ func TestAttributeUser(t *testing.T) {
 		{name: "root is exempt", o: Origin{PID: 78, UID: 0}, want: LayerNone},
 		{name: "nothing known", o: Origin{UID: -1}, want: LayerNone},
 	}
+	scan, err := Walk(root, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, tt := range tests {
-		a := Attribute(root, n, nil, tt.o)
+		a := Attribute(root, n, nil, tt.o, &scan)
 		if a.Layer != tt.want {
 			t.Errorf("%s: layer %s (%s), want %s", tt.name, a.Layer, a.Reason, tt.want)
 		}
@@ -277,14 +286,14 @@ func TestAttributeCgroupThatRefused(t *testing.T) {
 	hs := []Hierarchy{{Version: 1, Dir: filepath.Join(dir, "sys", "fs", "cgroup", "pids")}}
 	n := Node{Tasks: 155, PIDMax: 32768, ThreadsMax: 100000, LastPID: 9000}
 	n.derive()
-	a := Attribute(root, n, hs, Origin{UID: -1, Cgroup: "/system.slice/kubelet.service"})
+	a := Attribute(root, n, hs, Origin{UID: -1, Cgroup: "/system.slice/kubelet.service"}, nil)
 	if a.Layer != LayerCgroup || a.Cgroup == nil || a.Cgroup.Unit != "kubelet.service" || a.Cgroup.Rejected != 20 || a.Used != 0 || a.Max != 12 {
 		t.Errorf("a unit that refused 20 forks: %+v (cgroup %+v)", a, a.Cgroup)
 	}
 	if !strings.Contains(a.Reason, "refused 20 forks") {
 		t.Errorf("reason %q", a.Reason)
 	}
-	if a := Attribute(root, n, hs, Origin{UID: -1, Cgroup: "/system.slice/idle.service"}); a.Layer != LayerNone {
+	if a := Attribute(root, n, hs, Origin{UID: -1, Cgroup: "/system.slice/idle.service"}, nil); a.Layer != LayerNone {
 		t.Errorf("a unit that never refused a fork was blamed: %+v", a)
 	}
 }

@@ -25,6 +25,22 @@ type Scan struct {
 	ZombieParents []ZombieParent `json:"zombie_parents"`
 	// TopUsers are the real UIDs with the most tasks, most first (at most 5).
 	TopUsers []UserTasks `json:"top_users"`
+	// PIDByUID holds one process of each real UID seen: the process whose
+	// RLIMIT_NPROC judges a failure of that UID whose own process is gone.
+	PIDByUID map[int]int `json:"-"`
+	// TopProcesses are the processes with the most tasks, most first (at
+	// most TopProcessCount).
+	TopProcesses []ProcessTasks `json:"-"`
+}
+
+// TopProcessCount bounds Scan.TopProcesses.
+const TopProcessCount = 5
+
+// ProcessTasks is a process's task (thread) count.
+type ProcessTasks struct {
+	PID   int
+	Comm  string
+	Tasks uint64
 }
 
 // UserTasks is a real UID's task count.
@@ -110,7 +126,7 @@ func parseStatus(b []byte) (status, error) {
 // ZombieParents. Processes that vanish mid-walk are counted in Skipped; a
 // malformed status file is an error returned alongside the partial scan.
 func Walk(root hostfs.Root, topParents int) (Scan, error) {
-	s := Scan{TasksByUID: map[int]uint64{}}
+	s := Scan{TasksByUID: map[int]uint64{}, PIDByUID: map[int]int{}}
 	entries, err := os.ReadDir(root.Proc)
 	if err != nil {
 		return s, err
@@ -140,6 +156,10 @@ func Walk(root hostfs.Root, topParents int) (Scan, error) {
 		threads := max(st.threads, 1)
 		s.Tasks += threads
 		s.TasksByUID[st.uid] += threads
+		if _, ok := s.PIDByUID[st.uid]; !ok && st.state != 'Z' {
+			s.PIDByUID[st.uid] = pid
+		}
+		s.TopProcesses = keepTop(s.TopProcesses, ProcessTasks{PID: pid, Comm: st.name, Tasks: threads})
 		if st.state == 'Z' {
 			s.Zombies++
 			parents[st.ppid]++
@@ -180,6 +200,22 @@ func Walk(root hostfs.Root, topParents int) (Scan, error) {
 		return s, fmt.Errorf("walking %s: %d malformed status files, first: %w", root.Proc, len(errs), errs[0])
 	}
 	return s, nil
+}
+
+// keepTop inserts p into top, kept sorted by tasks (most first, then by
+// PID) and at most TopProcessCount long, without sorting every process.
+func keepTop(top []ProcessTasks, p ProcessTasks) []ProcessTasks {
+	less := func(a, b ProcessTasks) bool { return a.Tasks > b.Tasks || (a.Tasks == b.Tasks && a.PID < b.PID) }
+	if len(top) == TopProcessCount && !less(p, top[len(top)-1]) {
+		return top
+	}
+	i := sort.Search(len(top), func(i int) bool { return less(p, top[i]) })
+	if len(top) < TopProcessCount {
+		top = append(top, ProcessTasks{})
+	}
+	copy(top[i+1:], top[i:len(top)-1])
+	top[i] = p
+	return top
 }
 
 // firstCgroup returns a process's cgroup: the v2 path, else the v1 pids path.

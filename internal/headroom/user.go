@@ -67,7 +67,8 @@ func parseRlimit(b []byte) (Limit, error) {
 }
 
 // UserOf samples the user layer of pid, counting tasks per UID from scan
-// (a Walk of the same root; pass nil to walk now).
+// (a Walk of the same root; pass nil to walk now). UID 0 is exempt and
+// needs no count: it never walks for it, and its Tasks come from scan alone.
 func UserOf(root hostfs.Root, pid int, scan *Scan) (User, error) {
 	u := User{PID: pid}
 	b, err := hostfs.ReadSmall(root.ProcPath(strconv.Itoa(pid), "status"))
@@ -86,6 +87,10 @@ func UserOf(root hostfs.Root, pid int, scan *Scan) (User, error) {
 	if u.Soft, u.Hard, err = parseLimits(lb); err != nil {
 		return u, fmt.Errorf("pid %d limits: %w", pid, err)
 	}
+	u.Exempt = u.UID == 0
+	if scan == nil && u.Exempt {
+		return u, nil
+	}
 	if scan == nil {
 		s, err := Walk(root, 0)
 		if err != nil && s.Processes == 0 {
@@ -94,7 +99,6 @@ func UserOf(root hostfs.Root, pid int, scan *Scan) (User, error) {
 		scan = &s
 	}
 	u.Tasks = scan.TasksByUID[u.UID]
-	u.Exempt = u.UID == 0
 	u.AtLimit = !u.Exempt && !u.Soft.Unlimited && u.Tasks >= u.Soft.Value
 	return u, nil
 }

@@ -65,6 +65,7 @@ type Watcher struct {
 	mu      sync.Mutex
 	targets map[string]Target
 	last    map[string]uint64
+	base    map[string]uint64 // the counter when the target was first set
 	pending []Event
 	ino     *os.File
 	wd      map[string]int // key → inotify watch descriptor
@@ -85,6 +86,7 @@ func New(opt Options) (*Watcher, error) {
 		opt:     opt,
 		targets: map[string]Target{},
 		last:    map[string]uint64{},
+		base:    map[string]uint64{},
 		wd:      map[string]int{},
 		ino:     os.NewFile(uintptr(fd), "inotify"),
 	}, nil
@@ -114,6 +116,7 @@ func (w *Watcher) Set(targets []Target, last map[string]uint64, baseline bool) {
 		default:
 			w.last[k] = 0
 		}
+		w.base[k] = w.last[k]
 		if wd, err := unix.InotifyAddWatch(int(w.ino.Fd()), t.file(), unix.IN_MODIFY); err == nil {
 			w.wd[k] = wd
 		}
@@ -126,6 +129,7 @@ func (w *Watcher) Set(targets []Target, last map[string]uint64, baseline bool) {
 			}
 			delete(w.targets, k)
 			delete(w.last, k)
+			delete(w.base, k)
 		}
 	}
 }
@@ -139,6 +143,20 @@ func (w *Watcher) Counters() map[string]uint64 {
 		out[k] = v
 	}
 	return out
+}
+
+// Since returns how many forks the cgroup t refused since the watcher took
+// its baseline, given its counter now: the refusals this agent saw happen,
+// not the cgroup's lifetime count. For a cgroup it does not watch it returns
+// total.
+func (w *Watcher) Since(t Target, total uint64) uint64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	base, ok := w.base[t.Key()]
+	if !ok || total < base {
+		return total
+	}
+	return total - base
 }
 
 // Next returns the next increase, waiting for a notification or the poll.
@@ -185,6 +203,7 @@ func (w *Watcher) take() (Event, bool, error) {
 				if cur > 0 {
 					w.pending = append(w.pending, Event{Target: t, Rejected: cur, Total: cur})
 				}
+				w.base[k] = 0
 			}
 			w.last[k] = cur
 		}

@@ -157,6 +157,13 @@ type Correlator struct {
 	node    headroom.Node
 	hasNode bool
 	samples []sample
+	// consumers are the top consumers of the node's tasks from the last
+	// census, named when a node-level limit binds.
+	consumers []headroom.Consumer
+	// zombies are the zombie counts per parent PID of the last census, for
+	// the trend of the next.
+	zombies   map[int]uint64
+	zombiesAt time.Time
 
 	lastNodeFailure time.Time
 	nodeFailureMsg  string
@@ -234,6 +241,30 @@ func (c *Correlator) Record(n headroom.Node) {
 	c.samples = c.samples[cut:]
 }
 
+// ObserveConsumers takes the top consumers of the node's tasks from a
+// census: a node-level message names them.
+func (c *Correlator) ObserveConsumers(cs []headroom.Consumer) { c.consumers = cs }
+
+// PeakAround returns the recorded node sample within span of t with the
+// least headroom (the latest on a tie), and false if none was recorded then.
+// A line is judged against the samples around the moment it was written, so
+// that a line read late (a journal that lags in a storm) is judged as the
+// lines before it were, and the Events of one storm agree.
+func (c *Correlator) PeakAround(t time.Time, span time.Duration) (headroom.Node, bool) {
+	var best headroom.Node
+	found := false
+	for _, s := range c.samples {
+		d := s.t.Sub(t)
+		if d < -span || d > span {
+			continue
+		}
+		if !found || s.n.Free() <= best.Free() {
+			best, found = s.n, true
+		}
+	}
+	return best, found
+}
+
 // Peak returns the recorded node sample of the last span with the least
 // headroom (the latest on a tie), and false if none was recorded in it.
 // A failure is read after it happened, and the process that failed often
@@ -273,7 +304,7 @@ func (c *Correlator) Observe(f Failure) {
 	switch a.Layer {
 	case headroom.LayerNode:
 		c.lastNodeFailure = now
-		c.nodeFailureMsg = fmt.Sprintf("%s %s: %s", who, verb, nodeNumbers(a.Node, c.cfg))
+		c.nodeFailureMsg = fmt.Sprintf("%s %s: %s", who, verb, c.nodeNumbers(a.Node))
 		c.event(reason, subjectOf(f), c.nodeFailureMsg, true)
 	case headroom.LayerCgroup:
 		cg := a.Cgroup
@@ -318,9 +349,15 @@ func atLimit(cg *headroom.Cgroup, limit string) string {
 	return fmt.Sprintf("reached its %s (pids.max %d of %s): %d forks refused, %d tasks now", limit, cg.Max.Value, cg.Path, cg.Rejected, cg.Current)
 }
 
-// ObserveZombies announces parents holding many zombies.
+// ObserveZombies takes a zombie census (the parents holding zombies, most
+// first) and announces the parents holding at least the threshold, with the
+// trend since the previous census.
 func (c *Correlator) ObserveZombies(parents []headroom.ZombieParent) {
+	now := c.clock.Now()
+	prev, prevAt := c.zombies, c.zombiesAt
+	c.zombies, c.zombiesAt = make(map[int]uint64, len(parents)), now
 	for _, z := range parents {
+		c.zombies[z.PID] = z.Zombies
 		if z.Zombies < c.cfg.ZombieThreshold {
 			continue
 		}
@@ -328,8 +365,31 @@ func (c *Correlator) ObserveZombies(parents []headroom.ZombieParent) {
 		if z.Pod != nil {
 			where = "pod " + z.Pod.String()
 		}
-		c.event(EventZombiesAccumulating, fmt.Sprintf("pid %d", z.PID), fmt.Sprintf("%s (pid %d, %s) holds %d zombie processes, each taking a PID: it does not reap its children", z.Comm, z.PID, where, z.Zombies), true)
+		if where == "" {
+			where = "cgroup unknown"
+		}
+		c.event(EventZombiesAccumulating, fmt.Sprintf("pid %d", z.PID), fmt.Sprintf("%s (pid %d, %s) holds %d zombie processes%s, each taking a PID: it does not reap its children",
+			z.Comm, z.PID, where, z.Zombies, zombieTrend(prev, prevAt, z, now)), true)
 	}
+}
+
+// zombieTrend says how a parent's zombies changed since the previous
+// census: " (up 30 in 1m0s)", " (none at the last census 1m0s ago)", "".
+func zombieTrend(prev map[int]uint64, prevAt time.Time, z headroom.ZombieParent, now time.Time) string {
+	if prev == nil {
+		return ""
+	}
+	ago := now.Sub(prevAt).Round(time.Second)
+	before, ok := prev[z.PID]
+	switch {
+	case !ok:
+		return fmt.Sprintf(" (new since the census %s ago)", ago)
+	case z.Zombies > before:
+		return fmt.Sprintf(" (up %d in %s)", z.Zombies-before, ago)
+	case z.Zombies < before:
+		return fmt.Sprintf(" (down %d in %s)", before-z.Zombies, ago)
+	}
+	return fmt.Sprintf(" (unchanged in %s)", ago)
 }
 
 // ObserveAudit announces the start-up audit's warnings (as Normal events for
@@ -516,10 +576,10 @@ func (c *Correlator) desired(now time.Time) (Reason, string) {
 		return ReasonSufficient, "no headroom sample yet"
 	}
 	if tte, rate, ok := c.predict(); ok && tte <= c.cfg.Horizon {
-		return ReasonPredicted, fmt.Sprintf("%s, growing %.1f tasks/s: the limit is reached in about %s", nodeNumbers(c.node, c.cfg), rate, tte.Round(time.Minute))
+		return ReasonPredicted, withConsumers(fmt.Sprintf("%s, growing %.1f tasks/s: the limit is reached in about %s", nodeNumbers(c.node), rate, tte.Round(time.Minute)), c.consumers)
 	}
 	if c.node.UsedPercent >= c.cfg.WarningPercent {
-		return ReasonLow, fmt.Sprintf("%s (warning at %.0f %%)", nodeNumbers(c.node, c.cfg), c.cfg.WarningPercent)
+		return ReasonLow, withConsumers(fmt.Sprintf("%s (warning at %.0f %%)", nodeNumbers(c.node), c.cfg.WarningPercent), c.consumers)
 	}
 	return ReasonSufficient, nodeUsage(c.node)
 }
@@ -578,8 +638,22 @@ func (c *Correlator) predict() (time.Duration, float64, bool) {
 
 // nodeNumbers renders the node layer the way an on-call note would, with
 // what to do.
-func nodeNumbers(n headroom.Node, _ Config) string {
+func nodeNumbers(n headroom.Node) string {
 	return nodeUsage(n) + "; " + remedy(n)
+}
+
+// nodeNumbers is the node layer with what to do and who consumes it.
+func (c *Correlator) nodeNumbers(n headroom.Node) string {
+	return withConsumers(nodeNumbers(n), c.consumers)
+}
+
+// withConsumers appends the top consumers to a message; they come last, so
+// that a clipped message loses them before the numbers and the remedy.
+func withConsumers(msg string, cs []headroom.Consumer) string {
+	if s := headroom.Consumers(cs); s != "" {
+		return msg + "; " + s
+	}
+	return msg
 }
 
 // nodeUsage is the node layer's numbers alone: what a False condition says
