@@ -60,7 +60,23 @@ type Detector struct {
 	census   headroom.Scan // the last walk of /proc
 	censusAt time.Time     // zero before the first
 	members  members       // recent cgroups of processes seen failing
+	attrs    map[attrKey]attrAt
 }
+
+// attrKey is what an attribution depends on besides the host's state.
+type attrKey struct {
+	origin headroom.Origin
+	node   headroom.Node
+}
+
+// attrAt is an attribution and when it was made.
+type attrAt struct {
+	a  headroom.Attribution
+	at time.Time
+}
+
+// maxAttrs bounds the attributions kept for reuse.
+const maxAttrs = 1024
 
 // freshSample is how old a node sample may be and still serve a failure
 // report without a new one.
@@ -238,7 +254,6 @@ func (d *Detector) peakAround(t time.Time) headroom.Node {
 // lineFailure attributes a matched line.
 func (d *Detector) lineFailure(r Report) verdict.Failure {
 	l, h := r.Line, r.Hit
-	root := d.cfg.Sources.Root
 	o := headroom.Origin{PID: l.Origin.PID, UID: l.Origin.UID, Cgroup: l.Origin.Cgroup}
 	if h.Kernel && h.Fields.Cgroup != "" {
 		o = headroom.Origin{UID: -1, Cgroup: h.Fields.Cgroup}
@@ -246,13 +261,8 @@ func (d *Detector) lineFailure(r Report) verdict.Failure {
 	if o.PID == logline.Unknown {
 		o.PID = 0
 	}
-	var scan *headroom.Scan
-	if o.UID != 0 {
-		// Only a non-root UID's RLIMIT_NPROC needs the tasks per UID.
-		scan = d.censusFor(d.clock.Now())
-	}
 	now := d.clock.Now()
-	a := headroom.Attribute(root, d.peakAround(l.Time), d.hs, o, scan)
+	a := d.attribute(o, d.peakAround(l.Time), now)
 	switch {
 	case a.Layer == headroom.LayerCgroup && a.Cgroup != nil:
 		d.members.remember(o.PID, *a.Cgroup, now)
@@ -269,6 +279,31 @@ func (d *Detector) lineFailure(r Report) verdict.Failure {
 		a.Cgroup.Rejected = d.refusedSince(*a.Cgroup)
 	}
 	return verdict.Failure{Class: h.Class, Signature: h.Signature, Trust: h.Trust, Who: Who(l), Attribution: a}
+}
+
+// attribute attributes a failure from o against node n. A storm repeats
+// one origin thousands of times a second: an attribution of the same origin
+// against the same node sample made within freshSample serves again, as a
+// node sample does, so that the host is read a few times per origin per
+// second whatever the line rate.
+func (d *Detector) attribute(o headroom.Origin, n headroom.Node, now time.Time) headroom.Attribution {
+	k := attrKey{origin: o, node: n}
+	if c, ok := d.attrs[k]; ok && now.Sub(c.at) < freshSample {
+		a := c.a
+		if a.Cgroup != nil {
+			cg := *a.Cgroup
+			a.Cgroup = &cg
+		}
+		return a
+	}
+	// Only a non-root UID with a finite RLIMIT_NPROC needs the tasks per
+	// UID: the census is taken (at most once per minCensusAge) only then.
+	a := headroom.Attribute(d.cfg.Sources.Root, n, d.hs, o, func() *headroom.Scan { return d.censusFor(now) })
+	if d.attrs == nil || len(d.attrs) >= maxAttrs {
+		d.attrs = make(map[attrKey]attrAt)
+	}
+	d.attrs[k] = attrAt{a: a, at: now}
+	return a
 }
 
 // refusalFailure turns an increase of a cgroup's refused-fork counter into

@@ -67,20 +67,34 @@ func NodeAtLimit(n Node) bool {
 // kernel.threads-max, then the pids cgroups from the caller's cgroup up, then
 // kernel.pid_max (alloc_pid).
 //
-// scan is a recent Walk of the same root: it gives the tasks per UID and a
-// process of each UID. Attribute reads only the origin's own files and its
-// cgroups, never every process, so that its cost does not grow with the
-// node; with a nil scan the user layer of a non-root UID walks /proc once.
-func Attribute(root hostfs.Root, n Node, hs []Hierarchy, o Origin, scan *Scan) Attribution {
+// census returns a recent Walk of the same root: the tasks per UID and a
+// process of each UID. Attribute calls it only when it needs them (a
+// non-root UID with a finite RLIMIT_NPROC, or a gone process's UID), and
+// otherwise reads only the origin's own files and its cgroups, never every
+// process, so that its cost does not grow with the node. A nil census, or
+// one that returns nil, walks /proc when the count is needed.
+func Attribute(root hostfs.Root, n Node, hs []Hierarchy, o Origin, census func() *Scan) Attribution {
 	a := Attribution{Layer: LayerNone, Node: n}
+	scan := func() *Scan {
+		if census != nil {
+			if s := census(); s != nil {
+				return s
+			}
+		}
+		s, _ := Walk(root, 0) // what was read before an error still counts
+		return &s
+	}
 	pid := o.PID
 	if o.UID > 0 && (pid <= 0 || !alive(root, pid)) {
 		// The process is gone: judge RLIMIT_NPROC by a live process of the
 		// same real UID (the limit is inherited, so usually the same).
-		pid = processOfUID(root, scan, o.UID)
+		pid = processOfUID(root, scan(), o.UID)
 	}
 	if pid > 0 {
-		if u, err := UserOf(root, pid, scan); err == nil {
+		if u, err := readUser(root, pid); err == nil {
+			if u.needsCount() {
+				u.count(scan())
+			}
 			a.User = &u
 			if u.AtLimit {
 				a.Layer, a.Limit, a.Used, a.Max = LayerUser, "RLIMIT_NPROC", u.Tasks, u.Soft.Value
@@ -128,9 +142,6 @@ func alive(root hostfs.Root, pid int) bool {
 // processOfUID returns the process of the real UID uid that scan saw, if
 // it is still alive, or 0.
 func processOfUID(root hostfs.Root, scan *Scan, uid int) int {
-	if scan == nil {
-		return 0
-	}
 	if pid, ok := scan.PIDByUID[uid]; ok && alive(root, pid) {
 		return pid
 	}

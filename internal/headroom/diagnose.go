@@ -119,7 +119,7 @@ func Diagnose(root hostfs.Root, opt DiagnoseOptions) (Diagnosis, error) {
 	} else if d.Tightest != nil && d.Tightest.AtLimit {
 		origin.Cgroup = d.Tightest.Path
 	}
-	d.Attribution = Attribute(root, n, hs, origin, &scan)
+	d.Attribution = Attribute(root, n, hs, origin, func() *Scan { return &scan })
 	d.Audit = Audit(root, n, d.Cgroups)
 	for _, e := range errs {
 		d.Errors = append(d.Errors, e.Error())

@@ -250,7 +250,7 @@ func TestAttributeUser(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, tt := range tests {
-		a := Attribute(root, n, nil, tt.o, &scan)
+		a := Attribute(root, n, nil, tt.o, func() *Scan { return &scan })
 		if a.Layer != tt.want {
 			t.Errorf("%s: layer %s (%s), want %s", tt.name, a.Layer, a.Reason, tt.want)
 		}

@@ -70,6 +70,26 @@ func parseRlimit(b []byte) (Limit, error) {
 // (a Walk of the same root; pass nil to walk now). UID 0 is exempt and
 // needs no count: it never walks for it, and its Tasks come from scan alone.
 func UserOf(root hostfs.Root, pid int, scan *Scan) (User, error) {
+	u, err := readUser(root, pid)
+	if err != nil {
+		return u, err
+	}
+	if scan == nil && u.Exempt {
+		return u, nil
+	}
+	if scan == nil {
+		s, err := Walk(root, 0)
+		if err != nil && s.Processes == 0 {
+			return u, err
+		}
+		scan = &s
+	}
+	u.count(scan)
+	return u, nil
+}
+
+// readUser reads pid's real UID, name and RLIMIT_NPROC: two small files.
+func readUser(root hostfs.Root, pid int) (User, error) {
 	u := User{PID: pid}
 	b, err := hostfs.ReadSmall(root.ProcPath(strconv.Itoa(pid), "status"))
 	if err != nil {
@@ -88,17 +108,15 @@ func UserOf(root hostfs.Root, pid int, scan *Scan) (User, error) {
 		return u, fmt.Errorf("pid %d limits: %w", pid, err)
 	}
 	u.Exempt = u.UID == 0
-	if scan == nil && u.Exempt {
-		return u, nil
-	}
-	if scan == nil {
-		s, err := Walk(root, 0)
-		if err != nil && s.Processes == 0 {
-			return u, err
-		}
-		scan = &s
-	}
-	u.Tasks = scan.TasksByUID[u.UID]
-	u.AtLimit = !u.Exempt && !u.Soft.Unlimited && u.Tasks >= u.Soft.Value
 	return u, nil
+}
+
+// needsCount reports whether the user layer can bind at all: a non-root
+// UID with a finite soft limit. Only then do its tasks need counting.
+func (u *User) needsCount() bool { return !u.Exempt && !u.Soft.Unlimited }
+
+// count sets Tasks and AtLimit from scan.
+func (u *User) count(scan *Scan) {
+	u.Tasks = scan.TasksByUID[u.UID]
+	u.AtLimit = u.needsCount() && u.Tasks >= u.Soft.Value
 }
