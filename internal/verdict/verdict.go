@@ -436,7 +436,27 @@ func (c *Correlator) Evaluate() (Condition, []Event) {
 			c.cond.Status, c.cond.LastTransitionTime = false, now
 			c.cond.Reason, c.cond.Message = ReasonSufficient, c.clip(msg)
 		} else {
-			c.cond.Message = c.clip(fmt.Sprintf("recovering: %s; clears after %s below %.0f %%", msg, c.cfg.QuietPeriod-quiet, c.cfg.RecoveryPercent))
+			// Say what is still awaited: the rest of the quiet period,
+			// usage below the recovery threshold, or both (the quiet
+			// period runs since the last reason to be True, not since
+			// usage fell below the threshold, so once it is over only
+			// usage is awaited).
+			below := c.hasNode && c.node.UsedPercent < c.cfg.RecoveryPercent
+			usage := fmt.Sprintf("usage is below %.0f %%", c.cfg.RecoveryPercent)
+			if !c.hasNode {
+				usage = fmt.Sprintf("a headroom sample shows usage below %.0f %%", c.cfg.RecoveryPercent)
+			}
+			left := (c.cfg.QuietPeriod - quiet + time.Second - 1).Truncate(time.Second) // rounded up: never "0s" while waiting
+			var awaited string
+			switch {
+			case quiet >= c.cfg.QuietPeriod:
+				awaited = fmt.Sprintf("the quiet period (%s) is over: clears once %s", c.cfg.QuietPeriod, usage)
+			case below:
+				awaited = fmt.Sprintf("clears in %s if usage stays below %.0f %%", left, c.cfg.RecoveryPercent)
+			default:
+				awaited = fmt.Sprintf("clears once %s, in %s at the earliest", usage, left)
+			}
+			c.cond.Message = c.clip("recovering: " + msg + "; " + awaited)
 		}
 	default:
 		c.cond.Reason, c.cond.Message = ReasonSufficient, c.clip(msg)
