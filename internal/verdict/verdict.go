@@ -2,7 +2,6 @@ package verdict
 
 import (
 	"fmt"
-	"math"
 	"sort"
 	"time"
 
@@ -496,7 +495,27 @@ func (c *Correlator) Evaluate() (Condition, []Event) {
 			c.cond.Status, c.cond.LastTransitionTime = false, now
 			c.cond.Reason, c.cond.Message = ReasonSufficient, c.clip(msg)
 		} else {
-			c.cond.Message = c.clip(fmt.Sprintf("recovering: %s; clears after %s below %.0f %%", msg, c.cfg.QuietPeriod-quiet, c.cfg.RecoveryPercent))
+			// Say what is still awaited: the rest of the quiet period,
+			// usage below the recovery threshold, or both (the quiet
+			// period runs since the last reason to be True, not since
+			// usage fell below the threshold, so once it is over only
+			// usage is awaited).
+			below := c.hasNode && c.node.UsedPercent < c.cfg.RecoveryPercent
+			usage := fmt.Sprintf("usage is below %.0f %%", c.cfg.RecoveryPercent)
+			if !c.hasNode {
+				usage = fmt.Sprintf("a headroom sample shows usage below %.0f %%", c.cfg.RecoveryPercent)
+			}
+			left := (c.cfg.QuietPeriod - quiet + time.Second - 1).Truncate(time.Second) // rounded up: never "0s" while waiting
+			var awaited string
+			switch {
+			case quiet >= c.cfg.QuietPeriod:
+				awaited = fmt.Sprintf("the quiet period (%s) is over: clears once %s", c.cfg.QuietPeriod, usage)
+			case below:
+				awaited = fmt.Sprintf("clears in %s if usage stays below %.0f %%", left, c.cfg.RecoveryPercent)
+			default:
+				awaited = fmt.Sprintf("clears once %s, in %s at the earliest", usage, left)
+			}
+			c.cond.Message = c.clip("recovering: " + msg + "; " + awaited)
 		}
 	default:
 		c.cond.Reason, c.cond.Message = ReasonSufficient, c.clip(msg)
@@ -584,56 +603,16 @@ func (c *Correlator) desired(now time.Time) (Reason, string) {
 	return ReasonSufficient, nodeUsage(c.node)
 }
 
-// predict fits a line to the samples of the trend window (least squares)
-// and returns the time until the limit, the growth rate in tasks per
-// second, and whether the fit is worth trusting: enough samples over half
-// the window at least, real growth, and a line that explains the points.
+// predict is the trend (FitTrend) of the node samples of the trend window:
+// the time until the binding limit, the growth in tasks per second, and
+// whether it is worth trusting.
 func (c *Correlator) predict() (time.Duration, float64, bool) {
-	s := c.samples
-	if len(s) < c.cfg.MinTrendSamples {
-		return 0, 0, false
+	pts := make([]TrendSample, len(c.samples))
+	for i, s := range c.samples {
+		pts[i] = TrendSample{Time: s.t, Tasks: s.n.Tasks, Limit: s.n.Limit}
 	}
-	span := s[len(s)-1].t.Sub(s[0].t)
-	if span < c.cfg.TrendWindow/2 {
-		return 0, 0, false
-	}
-	var sx, sy, sxx, sxy float64
-	n := float64(len(s))
-	for _, p := range s {
-		x := p.t.Sub(s[0].t).Seconds()
-		y := float64(p.n.Tasks)
-		sx, sy, sxx, sxy = sx+x, sy+y, sxx+x*x, sxy+x*y
-	}
-	den := n*sxx - sx*sx
-	if den == 0 {
-		return 0, 0, false
-	}
-	slope := (n*sxy - sx*sy) / den
-	if slope <= 0 || slope*span.Seconds() < float64(c.cfg.MinTrendGrowth) {
-		return 0, 0, false
-	}
-	// Coefficient of determination: noise around a flat line is not a trend.
-	mean := sy / n
-	icept := (sy - slope*sx) / n
-	var ssTot, ssRes float64
-	for _, p := range s {
-		x := p.t.Sub(s[0].t).Seconds()
-		y := float64(p.n.Tasks)
-		ssTot += (y - mean) * (y - mean)
-		ssRes += (y - (icept + slope*x)) * (y - (icept + slope*x))
-	}
-	if ssTot == 0 || 1-ssRes/ssTot < 0.6 {
-		return 0, 0, false
-	}
-	last := s[len(s)-1]
-	if last.n.Tasks >= last.n.Limit {
-		return 0, slope, true
-	}
-	secs := float64(last.n.Limit-last.n.Tasks) / slope
-	if secs > float64(math.MaxInt64/int64(time.Second)) {
-		return 0, 0, false
-	}
-	return time.Duration(secs * float64(time.Second)), slope, true
+	tr := FitTrend(pts, c.cfg)
+	return tr.Remaining, tr.Rate, tr.Trusted
 }
 
 // nodeNumbers renders the node layer the way an on-call note would, with

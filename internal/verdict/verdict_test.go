@@ -393,3 +393,72 @@ func TestPeakOfRecentSamples(t *testing.T) {
 		t.Errorf("peak 2.5 s after a full sample = %d tasks, want 23 (older than the span)", got.Tasks)
 	}
 }
+
+// TestRecoveringSaysWhatIsAwaited: while a True condition has no reason to
+// stay True, its message says what it still waits for — the rest of the
+// quiet period, usage below the recovery threshold, or both — and never a
+// negative countdown once the quiet period is over.
+func TestRecoveringSaysWhatIsAwaited(t *testing.T) {
+	t.Parallel()
+	const in82 = "node tasks 26600 of 32468 usable (82%), binding limit kernel.pid_max=32768"
+	const in60 = "node tasks 19500 of 32468 usable (60%), binding limit kernel.pid_max=32768"
+	tests := []struct {
+		name  string
+		after time.Duration // since usage fell below the warning threshold
+		tasks uint64
+		want  string
+	}{
+		{name: "in the band, quiet period running", after: 2 * time.Minute, tasks: 26600,
+			want: "recovering: " + in82 + "; clears once usage is below 80 %, in 3m0s at the earliest"},
+		{name: "in the band, quiet period over", after: 6 * time.Minute, tasks: 26600,
+			want: "recovering: " + in82 + "; the quiet period (5m0s) is over: clears once usage is below 80 %"},
+		{name: "in the band, long after", after: time.Hour, tasks: 26600,
+			want: "recovering: " + in82 + "; the quiet period (5m0s) is over: clears once usage is below 80 %"},
+		{name: "below recovery, quiet period running", after: 90 * time.Second, tasks: 19500,
+			want: "recovering: " + in60 + "; clears in 3m30s if usage stays below 80 %"},
+		{name: "below recovery, a fraction of a second left", after: 5*time.Minute - 300*time.Millisecond, tasks: 19500,
+			want: "recovering: " + in60 + "; clears in 1s if usage stays below 80 %"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c, clk := newC(t)
+			c.Record(node(28000)) // 86 %: True
+			if cond, _ := c.Evaluate(); !cond.Status {
+				t.Fatalf("at 86 %%: %+v", cond)
+			}
+			clk.Step(tt.after)
+			c.Record(node(tt.tasks))
+			cond, _ := c.Evaluate()
+			if !cond.Status || cond.Reason != ReasonLow {
+				t.Fatalf("cleared or changed reason: %+v", cond)
+			}
+			if cond.Message != tt.want {
+				t.Errorf("message mismatch:\n got %q\nwant %q", cond.Message, tt.want)
+			}
+		})
+	}
+}
+
+// TestRecoveringWithoutASample: a node component's failure with no headroom
+// sample yet cannot clear, and the message says it waits for a sample.
+func TestRecoveringWithoutASample(t *testing.T) {
+	t.Parallel()
+	c, clk := newC(t)
+	c.Observe(cgroupFailure("unit", "/system.slice/kubelet.service", "kubelet.service", nil))
+	if cond, _ := c.Evaluate(); cond.Reason != ReasonExhausted {
+		t.Fatalf("%+v", cond)
+	}
+	for _, tt := range []struct {
+		step time.Duration
+		want string
+	}{
+		{step: 3 * time.Minute, want: "recovering: no headroom sample yet; clears once a headroom sample shows usage below 80 %, in 2m0s at the earliest"},
+		{step: 10 * time.Minute, want: "recovering: no headroom sample yet; the quiet period (5m0s) is over: clears once a headroom sample shows usage below 80 %"},
+	} {
+		clk.Step(tt.step)
+		if cond, _ := c.Evaluate(); !cond.Status || cond.Message != tt.want {
+			t.Errorf("after %s: %+v, want the message %q", tt.step, cond, tt.want)
+		}
+	}
+}
