@@ -44,9 +44,9 @@ func noise(seed uint64, amp float64) func(sec float64) float64 {
 	}
 }
 
-// sawtooth rises by amp over rise seconds, then drops back at once.
-func sawtooth(base, amp, rise float64) func(sec float64) float64 {
-	return func(sec float64) float64 { return base + amp*math.Mod(sec, rise)/rise }
+// sawtooth rises from 20,000 tasks by amp over rise seconds, then drops back at once.
+func sawtooth(amp, rise float64) func(sec float64) float64 {
+	return func(sec float64) float64 { return 20000 + amp*math.Mod(sec, rise)/rise }
 }
 
 // TestTrendNeverPredicts: shapes that are not a sustained growth never give
@@ -74,10 +74,10 @@ func TestTrendNeverPredicts(t *testing.T) {
 	}{
 		{name: "one step then flat", series: step(300)},
 		{name: "one step then flat, with noise", series: func(s float64) float64 { return step(300)(s) + n50(s) }},
-		{name: "sawtooth, 2 min period", series: sawtooth(20000, 3000, 120), from: 2 * time.Minute},
-		{name: "sawtooth, 3.5 min period", series: sawtooth(20000, 3000, 210), from: 210 * time.Second},
-		{name: "sawtooth, 7 min period", series: sawtooth(20000, 3000, 420), from: 7 * time.Minute},
-		{name: "sawtooth, 4 min period, with noise", series: func(s float64) float64 { return sawtooth(20000, 2500, 240)(s) + n50(s) }, from: 4 * time.Minute},
+		{name: "sawtooth, 2 min period", series: sawtooth(3000, 120), from: 2 * time.Minute},
+		{name: "sawtooth, 3.5 min period", series: sawtooth(3000, 210), from: 210 * time.Second},
+		{name: "sawtooth, 7 min period", series: sawtooth(3000, 420), from: 7 * time.Minute},
+		{name: "sawtooth, 4 min period, with noise", series: func(s float64) float64 { return sawtooth(2500, 240)(s) + n50(s) }, from: 4 * time.Minute},
 		{name: "triangle wave, 4 min period", series: func(s float64) float64 { return 20000 + 3000*math.Abs(math.Mod(s, 240)-120)/120 }, from: 2 * time.Minute},
 		{name: "noise around a flat line", series: func(s float64) float64 { return 20000 + n400(s) }},
 		{name: "flat", series: func(float64) float64 { return 20000 }},
