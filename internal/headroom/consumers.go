@@ -26,7 +26,8 @@ const (
 type Consumer struct {
 	Kind ConsumerKind
 	// Name is namespace/name for a pod ("pod <uid>" when the name is
-	// unknown), the unit's name, or "comm (pid N)" for a process.
+	// unknown), the unit's name, "comm (pid N)" for a process, or
+	// "comm (N processes)" for the processes of one name.
 	Name  string
 	Tasks uint64
 }
@@ -58,7 +59,11 @@ func TopConsumers(root hostfs.Root, hs []Hierarchy, scan Scan) []Consumer {
 		}
 	}
 	for _, p := range scan.TopProcesses {
-		out = append(out, Consumer{Kind: ConsumerProcess, Name: fmt.Sprintf("%s (pid %d)", p.Comm, p.PID), Tasks: p.Tasks})
+		name := fmt.Sprintf("%s (pid %d)", p.Comm, p.PID)
+		if p.Processes > 1 {
+			name = fmt.Sprintf("%s (%d processes)", p.Comm, p.Processes)
+		}
+		out = append(out, Consumer{Kind: ConsumerProcess, Name: name, Tasks: p.Tasks})
 	}
 	slices.SortStableFunc(out, func(a, b Consumer) int {
 		return cmp.Or(cmp.Compare(b.Tasks, a.Tasks), cmp.Compare(a.Name, b.Name))

@@ -4,9 +4,12 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/pidpressure/pidpressure/internal/hostfs"
 )
 
 func TestTopConsumers(t *testing.T) {
@@ -43,9 +46,9 @@ func TestKeepTop(t *testing.T) {
 	t.Parallel()
 	var top []ProcessTasks
 	for i, n := range []uint64{5, 1, 9, 3, 9, 7, 2, 8} {
-		top = keepTop(top, ProcessTasks{PID: 100 + i, Tasks: n})
+		top = keepTop(top, ProcessTasks{Comm: string(rune('a' + i)), Tasks: n})
 	}
-	want := []ProcessTasks{{PID: 102, Tasks: 9}, {PID: 104, Tasks: 9}, {PID: 107, Tasks: 8}, {PID: 105, Tasks: 7}, {PID: 100, Tasks: 5}}
+	want := []ProcessTasks{{Comm: "c", Tasks: 9}, {Comm: "e", Tasks: 9}, {Comm: "h", Tasks: 8}, {Comm: "f", Tasks: 7}, {Comm: "a", Tasks: 5}}
 	if diff := cmp.Diff(want, top); diff != "" {
 		t.Errorf("keepTop() mismatch (-want +got):\n%s", diff)
 	}
@@ -78,5 +81,38 @@ func TestCgroupPIDs(t *testing.T) {
 	}
 	if _, err := CgroupPIDs(h, "/gone", 10); err == nil {
 		t.Error("a missing cgroup is not an error")
+	}
+}
+
+// TestWalkGroupsProcessesByName: 300 shells of a fork bomb are one consumer
+// with their count; a lone process keeps its PID.
+func TestWalkGroupsProcessesByName(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	write := func(rel, content string) {
+		p := filepath.Join(dir, rel)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	status := func(name string, threads int) string {
+		return "Name:\t" + name + "\nState:\tS (sleeping)\nPPid:\t1\nUid:\t0\t0\t0\t0\nThreads:\t" + strconv.Itoa(threads) + "\n"
+	}
+	for i := range 300 {
+		write(filepath.Join("proc", strconv.Itoa(1000+i), "status"), status("bash", 1))
+	}
+	write("proc/42/status", status("java", 200))
+	write("proc/43/status", status("sshd", 1))
+	scan, err := Walk(hostfs.New(dir), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := Consumers(TopConsumers(hostfs.New(dir), nil, scan))
+	want := "top consumers: bash (300 processes) 300 tasks, java (pid 42) 200 tasks, sshd (pid 43) 1 tasks"
+	if got != want {
+		t.Errorf("Consumers() = %q, want %q", got, want)
 	}
 }

@@ -28,19 +28,22 @@ type Scan struct {
 	// PIDByUID holds one process of each real UID seen: the process whose
 	// RLIMIT_NPROC judges a failure of that UID whose own process is gone.
 	PIDByUID map[int]int `json:"-"`
-	// TopProcesses are the processes with the most tasks, most first (at
-	// most TopProcessCount).
+	// TopProcesses are the programs with the most tasks, most first (at
+	// most TopProcessCount): the processes of one name together, so that
+	// a fork bomb of 500 shells reads as one consumer.
 	TopProcesses []ProcessTasks `json:"-"`
 }
 
 // TopProcessCount bounds Scan.TopProcesses.
 const TopProcessCount = 5
 
-// ProcessTasks is a process's task (thread) count.
+// ProcessTasks is the task (thread) count of the processes of one name.
 type ProcessTasks struct {
-	PID   int
-	Comm  string
-	Tasks uint64
+	Comm string
+	// PID is the process, when there is one of that name (0 for several).
+	PID       int
+	Processes uint64
+	Tasks     uint64
 }
 
 // UserTasks is a real UID's task count.
@@ -132,6 +135,7 @@ func Walk(root hostfs.Root, topParents int) (Scan, error) {
 		return s, err
 	}
 	parents := map[int]uint64{}
+	byName := map[string]ProcessTasks{}
 	var errs []error
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
@@ -159,11 +163,21 @@ func Walk(root hostfs.Root, topParents int) (Scan, error) {
 		if _, ok := s.PIDByUID[st.uid]; !ok && st.state != 'Z' {
 			s.PIDByUID[st.uid] = pid
 		}
-		s.TopProcesses = keepTop(s.TopProcesses, ProcessTasks{PID: pid, Comm: st.name, Tasks: threads})
+		if st.state != 'Z' {
+			p := byName[st.name]
+			p.Comm, p.PID, p.Processes, p.Tasks = st.name, pid, p.Processes+1, p.Tasks+threads
+			byName[st.name] = p
+		}
 		if st.state == 'Z' {
 			s.Zombies++
 			parents[st.ppid]++
 		}
+	}
+	for _, p := range byName {
+		if p.Processes > 1 {
+			p.PID = 0
+		}
+		s.TopProcesses = keepTop(s.TopProcesses, p)
 	}
 	for ppid, n := range parents {
 		zp := ZombieParent{PID: ppid, Zombies: n}
@@ -203,9 +217,9 @@ func Walk(root hostfs.Root, topParents int) (Scan, error) {
 }
 
 // keepTop inserts p into top, kept sorted by tasks (most first, then by
-// PID) and at most TopProcessCount long, without sorting every process.
+// name) and at most TopProcessCount long, without sorting every name.
 func keepTop(top []ProcessTasks, p ProcessTasks) []ProcessTasks {
-	less := func(a, b ProcessTasks) bool { return a.Tasks > b.Tasks || (a.Tasks == b.Tasks && a.PID < b.PID) }
+	less := func(a, b ProcessTasks) bool { return a.Tasks > b.Tasks || (a.Tasks == b.Tasks && a.Comm < b.Comm) }
 	if len(top) == TopProcessCount && !less(p, top[len(top)-1]) {
 		return top
 	}
