@@ -19,7 +19,6 @@ import (
 	"k8s.io/klog/v2"
 	_ "k8s.io/node-problem-detector/cmd/nodeproblemdetector/problemdaemonplugins" // NPD's own monitors
 	"k8s.io/node-problem-detector/cmd/options"
-	"k8s.io/node-problem-detector/pkg/exporters/k8sexporter"
 	"k8s.io/node-problem-detector/pkg/exporters/prometheusexporter"
 	"k8s.io/node-problem-detector/pkg/problemdaemon"
 	"k8s.io/node-problem-detector/pkg/problemdetector"
@@ -79,7 +78,7 @@ func run(ctx context.Context, npdo *options.NodeProblemDetectorOptions) error {
 		return errors.New("no problem daemon is configured (for this agent: --config.pid-pressure-monitor=FILE)")
 	}
 	var exporters []types.Exporter
-	if e := k8sexporter.NewExporterOrDie(ctx, npdo); e != nil {
+	if e := newConditionExporter(ctx, npdo); e != nil {
 		if ne, err := newNodeEvents(ctx, e, npdo); err != nil {
 			klog.ErrorS(err, "Events keep NPD's Node reference without a UID (kubectl describe node will not list them)")
 		} else {

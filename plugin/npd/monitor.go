@@ -135,6 +135,17 @@ func (m *Monitor) Condition(c verdict.Condition) {
 	m.send(Status(m.conf.Source, &c, nil))
 }
 
+// Refresh implements agent.Refresher: the condition's message moved while
+// its status and reason held. The status carries it to the exporters; this
+// build's Kubernetes exporter writes it with NPD's next heartbeat, never on
+// its own.
+func (m *Monitor) Refresh(c verdict.Condition) {
+	m.mu.Lock()
+	m.cond = &c
+	m.mu.Unlock()
+	m.send(Status(m.conf.Source, &c, nil))
+}
+
 // Event implements agent.Sink.
 func (m *Monitor) Event(e verdict.Event) {
 	m.mu.Lock()
