@@ -244,7 +244,10 @@ func (s *Sources) Run(ctx context.Context) error {
 
 // supervise runs a source until ctx is done, restarting it with capped
 // exponential backoff when it fails, and giving up on one that is not
-// supported on this host.
+// supported on this host. It returns when ctx is done, even after giving
+// up: Run blocks until then, so that a host where no source can be read
+// (a user without the right to any) still has its headroom sampled,
+// rather than the detector stopping at once.
 func (s *Sources) supervise(ctx context.Context, idx int, run func(context.Context) error) {
 	name := sourceNames[idx]
 	backoff := time.Second
@@ -258,6 +261,7 @@ func (s *Sources) supervise(ctx context.Context, idx int, run func(context.Conte
 		if errors.Is(err, journal.ErrNotSupported) || errors.Is(err, kmsg.ErrNotSupported) || errors.Is(err, headroom.ErrNotSupported) {
 			s.per[idx].unsupported.Store(true)
 			s.log.Warn("source not supported here; the others carry on", "source", name, "err", err)
+			<-ctx.Done()
 			return
 		}
 		s.log.Warn("source stopped, restarting", "source", name, "err", err, "backoff", backoff.String())
@@ -283,6 +287,9 @@ func (s *Sources) runJournal(ctx context.Context, cursor string) error {
 	defer s.healthy[srcJournal].Store(false)
 	if src.Stats().CursorLost {
 		s.log.Warn("journal cursor no longer exists (vacuumed); resuming at the nearest entry", "source", "journal")
+	}
+	if err := src.Stats().Unreadable; err != nil {
+		s.log.Warn("some journal files cannot be read; their entries are not seen", "source", "journal", "err", err)
 	}
 	s.log.Info("source started", "source", "journal", "dir", s.cfg.JournalDir)
 	// The exact position is recorded on the way out (this runs before the

@@ -79,15 +79,38 @@ func TestSuperviseBacksOff(t *testing.T) {
 }
 
 // TestSuperviseGivesUpWhenNotSupported: a source this host cannot provide is
-// not retried.
+// not retried, however long the run lasts, and supervise returns only when
+// the run ends (so that Run blocks until its context is done even when no
+// source can run).
 func TestSuperviseGivesUpWhenNotSupported(t *testing.T) {
 	t.Parallel()
-	s := newTestSources(t, testclock.NewFakeClock(time.Unix(0, 0)), 1)
+	clk := testclock.NewFakeClock(time.Unix(0, 0))
+	s := newTestSources(t, clk, 1)
 	var runs atomic.Int32
-	s.supervise(context.Background(), srcJournal, func(context.Context) error {
-		runs.Add(1)
-		return journal.ErrNotSupported
-	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		s.supervise(ctx, srcJournal, func(context.Context) error {
+			runs.Add(1)
+			return journal.ErrNotSupported
+		})
+		close(done)
+	}()
+	deadline := time.Now().Add(5 * time.Second)
+	for !s.SourceStats()[srcJournal].Unsupported {
+		if time.Now().After(deadline) {
+			t.Fatal("the source was not marked unsupported")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	clk.Step(time.Hour) // far past any backoff
+	select {
+	case <-done:
+		t.Fatal("supervise returned before its context ended")
+	case <-time.After(50 * time.Millisecond):
+	}
+	cancel()
+	<-done
 	if runs.Load() != 1 {
 		t.Errorf("runs = %d, want 1", runs.Load())
 	}
