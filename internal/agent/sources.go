@@ -89,8 +89,10 @@ type Sources struct {
 
 	// positions, updated by the sources, read by the saver
 	journalCursor atomic.Pointer[string]
-	kmsgSeq       atomic.Uint64
-	bootID        string // read once in Run, before the sources start
+	kmsgSeq       atomic.Uint64 // valid once kmsgOpened
+	kmsgOpened    atomic.Bool   // a kmsg reader stood somewhere in this run
+	savedKmsg     state.KmsgPos // as loaded; kept while no reader opened
+	bootID        string        // read once in Run, before the sources start
 	watcher       atomic.Pointer[pidsevents.Watcher]
 	saveNow       chan struct{}
 }
@@ -207,6 +209,7 @@ func (s *Sources) Run(ctx context.Context) error {
 		}
 		s.bootID = id
 	}
+	s.savedKmsg = st.Kmsg
 	g, ctx := errgroup.WithContext(ctx)
 	if s.cfg.Journal {
 		g.Go(func() error {
@@ -241,7 +244,10 @@ func (s *Sources) Run(ctx context.Context) error {
 
 // supervise runs a source until ctx is done, restarting it with capped
 // exponential backoff when it fails, and giving up on one that is not
-// supported on this host.
+// supported on this host. It returns when ctx is done, even after giving
+// up: Run blocks until then, so that a host where no source can be read
+// (a user without the right to any) still has its headroom sampled,
+// rather than the detector stopping at once.
 func (s *Sources) supervise(ctx context.Context, idx int, run func(context.Context) error) {
 	name := sourceNames[idx]
 	backoff := time.Second
@@ -255,6 +261,7 @@ func (s *Sources) supervise(ctx context.Context, idx int, run func(context.Conte
 		if errors.Is(err, journal.ErrNotSupported) || errors.Is(err, kmsg.ErrNotSupported) || errors.Is(err, headroom.ErrNotSupported) {
 			s.per[idx].unsupported.Store(true)
 			s.log.Warn("source not supported here; the others carry on", "source", name, "err", err)
+			<-ctx.Done()
 			return
 		}
 		s.log.Warn("source stopped, restarting", "source", name, "err", err, "backoff", backoff.String())
@@ -280,6 +287,9 @@ func (s *Sources) runJournal(ctx context.Context, cursor string) error {
 	defer s.healthy[srcJournal].Store(false)
 	if src.Stats().CursorLost {
 		s.log.Warn("journal cursor no longer exists (vacuumed); resuming at the nearest entry", "source", "journal")
+	}
+	if err := src.Stats().Unreadable; err != nil {
+		s.log.Warn("some journal files cannot be read; their entries are not seen", "source", "journal", "err", err)
 	}
 	s.log.Info("source started", "source", "journal", "dir", s.cfg.JournalDir)
 	// The exact position is recorded on the way out (this runs before the
@@ -346,25 +356,27 @@ func (s *Sources) runKmsg(ctx context.Context, pos state.KmsgPos, fresh bool) er
 	if err != nil {
 		s.log.Warn("boot time unknown; kmsg lines are undated", "source", "kmsg", "err", err)
 	}
-	id := s.bootID
-	opt := kmsg.Options{Boot: boot, Start: kmsg.StartAtEnd}
-	switch {
-	case s.kmsgSeq.Load() > 0: // the source restarted within this run
-		opt.Start, opt.AfterSeq = kmsg.StartAfterSeq, s.kmsgSeq.Load()
-	case id != "" && pos.BootID == id:
-		opt.Start, opt.AfterSeq = kmsg.StartAfterSeq, pos.Seq
-	case id != "" && pos.BootID != "" && !fresh:
-		// A new boot: everything in the ring happened since the last run.
-		opt.Start = kmsg.StartAtBeginning
-	}
-	r, err := kmsg.Open(s.cfg.KmsgPath, opt)
+	start, after := kmsg.StartFor(kmsg.Resume{
+		BootID: s.bootID, SavedBootID: pos.BootID, SavedSeq: pos.Seq, Fresh: fresh,
+		Reached: s.kmsgSeq.Load(), InRun: s.kmsgOpened.Load(),
+	})
+	r, err := kmsg.Open(s.cfg.KmsgPath, kmsg.Options{Boot: boot, Start: start, AfterSeq: after})
 	if err != nil {
 		return err
 	}
 	defer func() { _ = r.Close() }()
+	// The position is the reader's from now on, even if it reads nothing:
+	// the end of the ring for a first start.
+	s.kmsgSeq.Store(r.LastSeq())
+	s.kmsgOpened.Store(true)
 	s.healthy[srcKmsg].Store(true)
 	defer s.healthy[srcKmsg].Store(false)
-	s.log.Info("source started", "source", "kmsg", "path", s.cfg.KmsgPath)
+	o := r.Opened()
+	if o.SeqBeyondRing {
+		s.log.Warn("saved kmsg position is beyond the end of the ring of this boot; resuming at the end",
+			"source", "kmsg", "saved_seq", after, "ring_end", o.End)
+	}
+	s.log.Info("source started", "source", "kmsg", "path", s.cfg.KmsgPath, "start", o.Start.String(), "seq", r.LastSeq())
 	stream := s.m.NewStream()
 	for {
 		l, err := r.Next(ctx)
@@ -487,7 +499,13 @@ func (s *Sources) save(store *state.Store) {
 	if c := s.journalCursor.Load(); c != nil {
 		st.Journal.Cursor = *c
 	}
-	st.Kmsg = state.KmsgPos{BootID: s.bootID, Seq: s.kmsgSeq.Load()}
+	// Until a kmsg reader opens in this run (kmsg off, not permitted, or not
+	// yet started) the loaded position stands: saving this boot with seq 0
+	// would make the next start replay the whole ring as new.
+	st.Kmsg = s.savedKmsg
+	if s.kmsgOpened.Load() {
+		st.Kmsg = state.KmsgPos{BootID: s.bootID, Seq: s.kmsgSeq.Load()}
+	}
 	if w := s.watcher.Load(); w != nil {
 		st.PidsEvents = w.Counters()
 	}

@@ -4,15 +4,20 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	testclock "k8s.io/utils/clock/testing"
 
+	"github.com/pidpressure/pidpressure/internal/hostfs"
 	"github.com/pidpressure/pidpressure/internal/journal"
 	"github.com/pidpressure/pidpressure/internal/logline"
 	"github.com/pidpressure/pidpressure/internal/signature"
+	"github.com/pidpressure/pidpressure/internal/state"
 )
 
 func quietLog() *slog.Logger { return slog.New(slog.DiscardHandler) }
@@ -74,15 +79,38 @@ func TestSuperviseBacksOff(t *testing.T) {
 }
 
 // TestSuperviseGivesUpWhenNotSupported: a source this host cannot provide is
-// not retried.
+// not retried, however long the run lasts, and supervise returns only when
+// the run ends (so that Run blocks until its context is done even when no
+// source can run).
 func TestSuperviseGivesUpWhenNotSupported(t *testing.T) {
 	t.Parallel()
-	s := newTestSources(t, testclock.NewFakeClock(time.Unix(0, 0)), 1)
+	clk := testclock.NewFakeClock(time.Unix(0, 0))
+	s := newTestSources(t, clk, 1)
 	var runs atomic.Int32
-	s.supervise(context.Background(), srcJournal, func(context.Context) error {
-		runs.Add(1)
-		return journal.ErrNotSupported
-	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		s.supervise(ctx, srcJournal, func(context.Context) error {
+			runs.Add(1)
+			return journal.ErrNotSupported
+		})
+		close(done)
+	}()
+	deadline := time.Now().Add(5 * time.Second)
+	for !s.SourceStats()[srcJournal].Unsupported {
+		if time.Now().After(deadline) {
+			t.Fatal("the source was not marked unsupported")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	clk.Step(time.Hour) // far past any backoff
+	select {
+	case <-done:
+		t.Fatal("supervise returned before its context ended")
+	case <-time.After(50 * time.Millisecond):
+	}
+	cancel()
+	<-done
 	if runs.Load() != 1 {
 		t.Errorf("runs = %d, want 1", runs.Load())
 	}
@@ -122,6 +150,58 @@ func TestRunWithNothingEnabled(t *testing.T) {
 	cancel()
 	if err := s.Run(ctx); err != nil {
 		t.Errorf("Run = %v, want nil on cancellation", err)
+	}
+}
+
+// TestSaveKeepsKmsgPositionUntilRead: a run whose kmsg source never opens
+// (here: no device) saves the position it loaded, not this boot with seq 0,
+// which would make the next start replay the whole ring as new.
+func TestSaveKeepsKmsgPositionUntilRead(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	for p, body := range map[string]string{
+		"proc/sys/kernel/random/boot_id": "1ec6fd9a-569a-47d9-90c8-a15493bd6e53\n",
+		"proc/uptime":                    "350735.47 234388.90\n",
+	} {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(dir, p)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, p), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stateDir := t.TempDir()
+	store := state.NewStore(stateDir)
+	saved := state.KmsgPos{BootID: "1ec6fd9a-569a-47d9-90c8-a15493bd6e53", Seq: 1208}
+	if err := store.Save(state.State{Kmsg: saved}); err != nil {
+		t.Fatal(err)
+	}
+	m, err := signature.NewDefault()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := NewSources(Config{Root: hostfs.New(dir), KmsgPath: filepath.Join(dir, "dev", "kmsg"), StateDir: stateDir},
+		m, testclock.NewFakeClock(time.Unix(0, 0)), quietLog())
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for !s.SourceStats()[srcKmsg].Unsupported {
+		if time.Now().After(deadline) {
+			t.Fatal("the kmsg source did not give up on a missing device")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(saved, st.Kmsg); diff != "" {
+		t.Errorf("saved kmsg position mismatch (-want +got):\n%s", diff)
 	}
 }
 

@@ -32,13 +32,16 @@ type Source struct {
 	stats  struct {
 		readErrors, entries, invalidations atomic.Uint64
 		cursorLost                         atomic.Bool
+		unreadable                         atomic.Pointer[error]
 	}
 }
 
 var _ logline.Reader = (*Source)(nil)
 
 // OpenSource opens the journal. It returns an error wrapping ErrNotSupported
-// when libsystemd cannot be loaded or there is no journal to read.
+// when libsystemd cannot be loaded, there is no journal directory, or there
+// are journal files but this process may read none of them (the error names
+// the directory and the file or directory refused, and why).
 func OpenSource(opt SourceOptions) (*Source, error) {
 	if opt.Poll <= 0 {
 		opt.Poll = 250 * time.Millisecond
@@ -57,6 +60,24 @@ func OpenSource(opt SourceOptions) (*Source, error) {
 		return nil, fmt.Errorf("%w: %w", ErrNotSupported, err)
 	}
 	s := &Source{opt: opt, j: j}
+	// libsystemd opens what it may and passes over the rest in silence:
+	// with no file open (usage 0) because none may be read, following it
+	// would read nothing, for good (a process's groups do not change while
+	// it runs), so that is "not supported here", like a /dev/kmsg that may
+	// not be read. No file at all is not: journald may not have written
+	// one yet, and libsystemd picks new files up.
+	dirs := systemJournalDirs()
+	if opt.Dir != "" {
+		dirs = []string{opt.Dir}
+	}
+	readable, scanErr := scanReadable(dirs)
+	if usage, uerr := j.GetUsage(); scanErr != nil && readable == 0 && (uerr != nil || usage == 0) {
+		_ = j.Close()
+		return nil, unreadableError(dirs, scanErr)
+	}
+	if readable > 0 && scanErr != nil {
+		s.stats.unreadable.Store(&scanErr)
+	}
 	if err := s.seek(); err != nil {
 		_ = j.Close()
 		return nil, err
@@ -293,12 +314,16 @@ func (s *Source) Realtime() (time.Time, error) {
 
 // Stats returns the counters.
 func (s *Source) Stats() SourceStats {
-	return SourceStats{
+	st := SourceStats{
 		ReadErrors:    s.stats.readErrors.Load(),
 		Entries:       s.stats.entries.Load(),
 		Invalidations: s.stats.invalidations.Load(),
 		CursorLost:    s.stats.cursorLost.Load(),
 	}
+	if e := s.stats.unreadable.Load(); e != nil {
+		st.Unreadable = *e
+	}
+	return st
 }
 
 // Close closes the journal; a Next waiting returns ErrClosed within Poll.

@@ -21,6 +21,9 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if opts := os.Getenv(openEnv); opts != "" {
+		os.Exit(openAsChild(opts))
+	}
 	code := m.Run()
 	journald.Release()
 	os.Exit(code)

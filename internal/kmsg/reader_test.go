@@ -158,6 +158,61 @@ func TestResumeLosesAndRepeatsNothing(t *testing.T) {
 	}
 }
 
+// TestOpenAtEndKnowsItsPosition: a reader opened at the end of the ring
+// stands after the last record already there, before any new record
+// arrives, so that a run that reads nothing still saves a real position.
+func TestOpenAtEndKnowsItsPosition(t *testing.T) {
+	marker := fmt.Sprintf("pptest-end-%d-%d", os.Getpid(), time.Now().UnixNano())
+	writeKmsg(t, "<14>"+marker+" before")
+	before := nextMatching(t, openLive(t, Options{Start: StartAtBeginning}), marker+" before").Seq
+	r := openLive(t, Options{Start: StartAtEnd})
+	o := r.Opened()
+	if o.Empty || o.End < before || o.Start != StartAtEnd || o.SeqBeyondRing || r.LastSeq() != o.End {
+		t.Fatalf("Opened() = %+v, LastSeq() = %d; want the end at or after %d (the record written before Open)", o, r.LastSeq(), before)
+	}
+	writeKmsg(t, "<14>"+marker+" after")
+	// Whatever else is written meanwhile, nothing at or before the end is read.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for {
+		l, err := r.Next(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if l.Seq <= o.End {
+			t.Fatalf("read record %d (%q) at or before the end %d", l.Seq, l.Message, o.End)
+		}
+		if strings.Contains(l.Message, marker+" after") {
+			break
+		}
+	}
+	if r.LastSeq() <= o.End {
+		t.Errorf("LastSeq() = %d after a new record, want past %d", r.LastSeq(), o.End)
+	}
+}
+
+// TestOpenAfterSeqBeyondRing: a resume point past the ring's last record (a
+// state file that does not belong to this boot's kernel) starts at the end
+// and says so, and new records are read; one inside the ring is honoured.
+func TestOpenAfterSeqBeyondRing(t *testing.T) {
+	end := openLive(t, Options{Start: StartAtEnd}).Opened().End
+	r := openLive(t, Options{Start: StartAfterSeq, AfterSeq: end + 1<<40})
+	if o := r.Opened(); !o.SeqBeyondRing || o.Start != StartAtEnd || o.End < end || r.LastSeq() != o.End {
+		t.Fatalf("Opened() = %+v, LastSeq() = %d; want SeqBeyondRing, at the end (>= %d)", o, r.LastSeq(), end)
+	}
+	marker := fmt.Sprintf("pptest-beyond-%d-%d", os.Getpid(), time.Now().UnixNano())
+	writeKmsg(t, "<14>"+marker)
+	nextMatching(t, r, marker)
+
+	in := openLive(t, Options{Start: StartAfterSeq, AfterSeq: end})
+	if o := in.Opened(); o.SeqBeyondRing || o.Start != StartAfterSeq || in.LastSeq() != end {
+		t.Errorf("resume inside the ring: Opened() = %+v, LastSeq() = %d; want StartAfterSeq at %d", o, in.LastSeq(), end)
+	}
+	if l := nextMatching(t, in, marker); l.Seq <= end {
+		t.Errorf("resumed reader returned record %d, at or before %d", l.Seq, end)
+	}
+}
+
 func TestCloseUnblocksNext(t *testing.T) {
 	r := openLive(t, Options{Start: StartAtEnd, Poll: time.Hour})
 	done := make(chan error, 1)

@@ -1,6 +1,7 @@
 package kmsg
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"strconv"
@@ -133,3 +134,23 @@ func (r Record) Line(boot time.Time) logline.Line {
 // Parse parses one record as returned by a read of /dev/kmsg or as saved by
 // "cat /dev/kmsg": the header line and its continuation lines.
 func Parse(s string) (Record, error) { return parseRecord(strings.TrimSuffix(s, "\n")) }
+
+// parseSeq returns the sequence number of a record (the second field of its
+// prefix, "6,339,119291801,-;…") without parsing the rest, for the scan of
+// the ring at Open.
+func parseSeq(b []byte) (uint64, bool) {
+	prefix, _, ok := bytes.Cut(b, []byte{';'})
+	if !ok {
+		return 0, false
+	}
+	_, rest, ok := bytes.Cut(prefix, []byte{','})
+	if !ok {
+		return 0, false
+	}
+	num, _, ok := bytes.Cut(rest, []byte{','})
+	if !ok {
+		return 0, false
+	}
+	seq, err := strconv.ParseUint(string(num), 10, 64)
+	return seq, err == nil
+}

@@ -146,3 +146,71 @@ func FuzzParseRecord(f *testing.F) {
 		}
 	})
 }
+
+func TestParseSeq(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		in     string
+		want   uint64
+		wantOK bool
+	}{
+		{name: "record", in: "6,339,119291801,-;cgroup: fork rejected by pids controller in /x", want: 339, wantOK: true},
+		{name: "first record of a boot", in: "5,0,0,-;Linux version 6.18.44", want: 0, wantOK: true},
+		{name: "caller id and dictionary", in: "6,187,255761,-,caller=T1;acpi\n SUBSYSTEM=acpi", want: 187, wantOK: true},
+		{name: "commas only in the message", in: "6;a,1,2", wantOK: false},
+		{name: "no semicolon", in: "6,339,5140900,-", wantOK: false},
+		{name: "not a number", in: "6,x,1,-;m", wantOK: false},
+		{name: "empty", in: "", wantOK: false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			got, ok := parseSeq([]byte(tt.in))
+			if got != tt.want || ok != tt.wantOK {
+				t.Errorf("parseSeq(%q) = %d, %v; want %d, %v", tt.in, got, ok, tt.want, tt.wantOK)
+			}
+			if rec, err := Parse(tt.in); err == nil && (!ok || rec.Seq != got) {
+				t.Errorf("parseSeq(%q) = %d, %v; Parse says seq %d", tt.in, got, ok, rec.Seq)
+			}
+		})
+	}
+}
+
+// TestStartFor is the start-position decision of the kmsg source.
+func TestStartFor(t *testing.T) {
+	t.Parallel()
+	const boot, other = "1ec6fd9a-569a-47d9-90c8-a15493bd6e53", "7d0f3b1e-0000-4000-8000-000000000001"
+	type want struct {
+		Start    Start
+		AfterSeq uint64
+	}
+	tests := []struct {
+		name string
+		in   Resume
+		want want
+	}{
+		{name: "first start", in: Resume{BootID: boot, Fresh: true}, want: want{StartAtEnd, 0}},
+		{name: "first start, boot unknown", in: Resume{Fresh: true}, want: want{StartAtEnd, 0}},
+		{name: "same boot", in: Resume{BootID: boot, SavedBootID: boot, SavedSeq: 1208}, want: want{StartAfterSeq, 1208}},
+		{name: "same boot, position zero", in: Resume{BootID: boot, SavedBootID: boot}, want: want{StartAfterSeq, 0}},
+		{name: "new boot: the whole ring is new", in: Resume{BootID: boot, SavedBootID: other, SavedSeq: 99999}, want: want{StartAtBeginning, 0}},
+		{name: "boot unknown now", in: Resume{SavedBootID: other, SavedSeq: 1208}, want: want{StartAtEnd, 0}},
+		{name: "kmsg never read before (journal cursor only)", in: Resume{BootID: boot}, want: want{StartAtEnd, 0}},
+		{name: "fresh wins over a stray saved boot", in: Resume{BootID: boot, SavedBootID: other, Fresh: true}, want: want{StartAtEnd, 0}},
+		{name: "restart within the run", in: Resume{BootID: boot, SavedBootID: boot, SavedSeq: 10, Reached: 1300, InRun: true}, want: want{StartAfterSeq, 1300}},
+		{name: "restart within the run after a first start", in: Resume{BootID: boot, Fresh: true, Reached: 1300, InRun: true}, want: want{StartAfterSeq, 1300}},
+		{name: "restart within the run, boot unknown", in: Resume{Reached: 7, InRun: true}, want: want{StartAfterSeq, 7}},
+		{name: "restart within the run at position zero", in: Resume{BootID: boot, InRun: true}, want: want{StartAfterSeq, 0}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var got want
+			got.Start, got.AfterSeq = StartFor(tt.in)
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("StartFor(%+v) mismatch (-want +got):\n%s", tt.in, diff)
+			}
+		})
+	}
+}

@@ -77,10 +77,17 @@ var builtin = []Rule{
 	},
 
 	// Shells: bash (jobs.c make_child), dash, busybox ash, zsh, ksh, tcsh.
+	//
+	// bash retries a fork only after it failed with EAGAIN, saying "fork:
+	// retry: …" each time (older bash clobbers errno first: "No child
+	// processes"). When a signal (a child's SIGCHLD) interrupts its sleep
+	// between retries, it gives up with "fork: Interrupted system call":
+	// fork itself never fails with EINTR, so that line also follows an
+	// EAGAIN (captured here in a full pids cgroup, testdata/captured/bash.txt).
 	{
 		ID: "ShellForkRetry", Family: "shell", Class: ClassProcess, Strength: Definitive,
-		Anchors: []string{"fork: retry"},
-		Pattern: `fork: retry: (?P<errtext>[^\n]*)`,
+		Anchors: []string{"fork: retry", "fork: interrupted system call"},
+		Pattern: `fork: retry: (?P<errtext>[^\n]*)|(?:\bbash(?:\[\d+\])?|:\s+line \d+):\s+fork: (?P<errtext>interrupted system call)`,
 	},
 	{
 		ID: "ShellForkFailed", Family: "shell", Class: ClassProcess, Strength: Definitive, ErrnoDecides: true,

@@ -12,9 +12,11 @@
 // Errors are judged by their errno. Creating a task fails with EAGAIN when a
 // PID limit binds (kernel.pid_max or kernel.threads-max, a pids cgroup's
 // pids.max, RLIMIT_NPROC; see fork(2) and pthread_create(3)) and with ENOMEM
-// when memory does. A line whose errno is anything else (ENOENT, EACCES,
-// EPROTO, …) is not a PID-exhaustion signal even when it names fork or a
-// thread, and is rejected.
+// when memory does (or, by pid_namespaces(7), in a PID namespace whose init
+// has died). A line whose errno is anything but EAGAIN — ENOMEM, EINTR (task
+// creation never fails with it), ENOENT, EACCES, EPROTO, … — is not a
+// PID-exhaustion signal even when it names fork or a thread, and is
+// rejected; a line with no errno needs corroboration.
 //
 // The package is pure: it reads no files and never logs.
 package signature

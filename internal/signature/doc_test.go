@@ -53,11 +53,19 @@ come before the generic rules at the end.
 - **strength**: *definitive* when the line alone proves the failure and its
   cause (EAGAIN, the errno of a binding PID limit, or kernel truth);
   *corroborate* when it reports a failure without proving the cause (no
-  errno, or ENOMEM). A line never turns the node condition True by itself.
+  errno). A line never turns the node condition True by itself.
 - **errno decides**: the line's errno sets the strength — EAGAIN is
-  definitive; none, ENOMEM, ECHILD or EINTR needs corroboration; any other
-  errno (ENOENT, EACCES, EPROTO, …) means the line is not a PID-exhaustion
-  signal and it does not match.
+  definitive; none or ECHILD needs corroboration; any other errno means the
+  line is not a PID-exhaustion signal and it does not match: ENOMEM (memory
+  for the new task, or a PID namespace whose init has died), EINTR (fork,
+  clone and pthread_create never fail with it, so it is another call's),
+  ENOENT, EACCES, EPROTO and the like. One exception is proven by a
+  capture: bash gives up its EAGAIN retries with "fork: Interrupted system
+  call" when a signal cuts its sleep short, so that line is
+  *ShellForkRetry*. Kernels before commit 35f71bc0a09a ("fork: report
+  pid reservation failure properly", 2018; RHEL 7's 3.10 among them) failed
+  fork with ENOMEM when pid_max was exhausted: there such lines are not
+  matched, and the node's headroom alone shows the exhaustion.
 - **kernel**: only the kernel writes it; from any other origin (a facility-1
   /dev/kmsg record, a journal entry without _TRANSPORT=kernel and
   SYSLOG_FACILITY=0) the hit's trust is *forged*.

@@ -114,8 +114,8 @@ func findErrno(msg, hint string) int {
 		return n
 	}
 	// Several numbers can look like errnos ("Error 100: can't create Thread
-	// (11)": 100 is the application's code). A PID-exhaustion errno among
-	// them wins; otherwise the first.
+	// (11)": 100 is the application's code). An errno of a failed task
+	// creation (EAGAIN, ENOMEM) among them wins; otherwise the first.
 	first := 0
 	for _, m := range errnoNumber.FindAllStringSubmatch(msg, 8) {
 		n, err := strconv.Atoi(m[1])

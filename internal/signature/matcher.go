@@ -236,10 +236,13 @@ func (c *compiled) confirm(msg string, prev contextSource) (Hit, bool) {
 		switch f.Errno {
 		case errnoEAGAIN:
 			strength = Definitive
-		case 0, errnoENOMEM, errnoECHILD, errnoEINTR:
+		case 0, errnoECHILD:
 			strength = Corroborate
 		default:
-			// ENOENT, EACCES, EPROTO, …: a failure, but not of PID supply.
+			// ENOMEM (memory, or a PID namespace whose init has died),
+			// EINTR (task creation never fails with it: another call's
+			// errno), ENOENT, EACCES, EPROTO, …: a failure, but not of PID
+			// supply.
 			return Hit{}, false
 		}
 	}

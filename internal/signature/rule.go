@@ -27,7 +27,7 @@ const (
 	// of a PID limit (EAGAIN, or kernel truth).
 	Definitive Strength = "definitive"
 	// Corroborate: the line reports a creation failure whose cause it does
-	// not prove (no errno, or ENOMEM); headroom or a counter must agree.
+	// not prove (no errno); headroom or a counter must agree.
 	Corroborate Strength = "corroborate"
 )
 
@@ -63,8 +63,9 @@ type Rule struct {
 	// origin it is a forgery.
 	Kernel bool `json:"kernel,omitempty"`
 	// ErrnoDecides makes the line's errno decide: EAGAIN is definitive, no
-	// errno, ENOMEM, ECHILD or EINTR needs corroboration, and any other errno
-	// means the line is not a PID-exhaustion signal at all.
+	// errno or ECHILD needs corroboration, and any other errno — ENOMEM
+	// (memory) and EINTR (another call's) among them — means the line is not
+	// a PID-exhaustion signal at all.
 	ErrnoDecides bool `json:"errnoDecides,omitempty"`
 	// Generic marks a catch-all rule; it is reported only when no specific
 	// rule matched the line.

@@ -50,7 +50,10 @@ type JournalPos struct {
 	Cursor string `json:"cursor,omitempty"`
 }
 
-// KmsgPos is a position in the kernel log of one boot.
+// KmsgPos is a position in the kernel log of one boot: Seq is the sequence
+// number of the last record handled or, when the reader handled none, of
+// the last record in the ring when it started (so that a quiet run does not
+// make the next one replay the ring).
 type KmsgPos struct {
 	BootID string `json:"bootID,omitempty"`
 	Seq    uint64 `json:"seq"`
