@@ -387,3 +387,19 @@ func TestFieldsCgroupSanitized(t *testing.T) {
 		t.Errorf("fields.cgroup = %q, want it without control characters", c)
 	}
 }
+
+// TestExportCorruptLengthCounted: a corrupt binary length in journal-export
+// is reported in place and counted as skipped, and the matches after it are
+// still found.
+func TestExportCorruptLengthCounted(t *testing.T) {
+	t.Parallel()
+	in := "MESSAGE\n\xff\xff\xff\xff\xff\xff\xff\x7fjunk\n\nMESSAGE=bash: fork: retry: Resource temporarily unavailable\n_PID=7\n\n"
+	out, sum := runString(t, FormatJournalExport, in, Options{Output: OutputJSONL, All: true}, 0)
+	rs := decodeResults(t, out)
+	if sum.Records != 2 || sum.Skipped != 1 || sum.Matches != 1 || len(rs) != 2 {
+		t.Fatalf("summary %+v, results %+v; want 2 records, 1 skipped, 1 match", sum, rs)
+	}
+	if rs[0].Line != 1 || !strings.Contains(rs[0].Error, "corrupt length") || rs[1].Line != 2 || rs[1].Signature != "ShellForkRetry" {
+		t.Errorf("results %+v", rs)
+	}
+}
