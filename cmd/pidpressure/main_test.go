@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -280,5 +281,41 @@ func TestWatchStateSurvivesRestart(t *testing.T) {
 		if r["kind"] == "event" {
 			t.Errorf("re-announced after restart: %v", r)
 		}
+	}
+}
+
+// TestVersionStamped: a binary built with -ldflags -X main.version reports
+// that version, and "make build" stamps both commands with git describe.
+func TestVersionStamped(t *testing.T) {
+	skipLive(t)
+	t.Parallel()
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "pidpressure")
+	build := exec.Command("go", "build", "-ldflags", "-X main.version=v9.8.7-test", "-o", bin, ".")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	if out, err := exec.Command(bin, "version").Output(); err != nil || string(out) != "pidpressure v9.8.7-test\n" {
+		t.Errorf("version of a stamped build: %q, %v", out, err)
+	}
+
+	if _, err := exec.LookPath("make"); err != nil {
+		t.Skip("make not installed")
+	}
+	want, err := exec.Command("git", "describe", "--always", "--dirty").Output()
+	if err != nil {
+		t.Skipf("no git checkout: %v", err)
+	}
+	mk := exec.Command("make", "-s", "build", "BIN="+dir)
+	mk.Dir = filepath.Join("..", "..")
+	if out, err := mk.CombinedOutput(); err != nil {
+		t.Fatalf("make build: %v\n%s", err, out)
+	}
+	v := strings.TrimSpace(string(want))
+	if out, err := exec.Command(bin, "version").Output(); err != nil || string(out) != "pidpressure "+v+"\n" {
+		t.Errorf("pidpressure version after make build: %q, %v; want %q", out, err, v)
+	}
+	if out, err := exec.Command(filepath.Join(dir, "node-problem-detector"), "--version").Output(); err != nil || strings.TrimSpace(string(out)) != v {
+		t.Errorf("node-problem-detector --version after make build: %q, %v; want %q", out, err, v)
 	}
 }
