@@ -104,7 +104,7 @@ func NewDecoder(ctx context.Context, f Format, r io.Reader, maxRecord int, boot 
 
 // ctxReader stops reading when its context is done.
 type ctxReader struct {
-	ctx context.Context //nolint:containedctx // the reader is the context's scope: one decoding
+	ctx context.Context
 	r   io.Reader
 }
 
