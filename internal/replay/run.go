@@ -159,7 +159,7 @@ func Run(ctx context.Context, m *signature.Matcher, d Decoder, w io.Writer, opt 
 }
 
 // table writes the text output a row at a time, in columns of fixed widths,
-// so that it streams: a tabwriter would hold every row until the end (800 MB
+// so that it streams: a tabwriter would hold every row until the end (600 MB
 // for a million matches). The widths fit the built-in catalog's signature
 // IDs and families and the fixed sets of classes, strengths and trusts; a
 // longer cell (an extra signature, a long origin) keeps two spaces before
