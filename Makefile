@@ -15,10 +15,16 @@ export CGO_ENABLED ?= 1
 help:
 	@awk '/^## /{sub(/^## /,""); n=index($$0,": "); printf "  %-12s %s\n", substr($$0,1,n-1), substr($$0,n+2)}' $(MAKEFILE_LIST)
 
-## build: build the commands into ./bin (cgo on, for the journal)
+# The version stamped into both commands: git describe of the checkout, or a
+# fixed string when there is no git (a source archive). The NPD build reports
+# it through NPD's own version variable (--version).
+BUILD_VERSION := $(shell git describe --always --dirty 2>/dev/null || echo 0.0.0-nogit)
+BUILD_LDFLAGS := -X main.version=$(BUILD_VERSION) -X k8s.io/node-problem-detector/pkg/version.version=$(BUILD_VERSION)
+
+## build: build the commands into ./bin (cgo on, for the journal), stamped with the version (git describe)
 .PHONY: build
 build:
-	$(GO) build -o $(BIN)/ ./cmd/...
+	$(GO) build -ldflags "$(BUILD_LDFLAGS)" -o $(BIN)/ ./cmd/...
 
 ## run: the detector in the foreground on this machine (pidpressure watch: the PIDPressureRisk condition and Events as they happen; Ctrl-C stops)
 .PHONY: run

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -13,7 +12,6 @@ import (
 
 	"github.com/pidpressure/pidpressure/internal/agent"
 	"github.com/pidpressure/pidpressure/internal/config"
-	"github.com/pidpressure/pidpressure/internal/hostfs"
 	"github.com/pidpressure/pidpressure/internal/logline"
 	"github.com/pidpressure/pidpressure/internal/signature"
 	"github.com/pidpressure/pidpressure/internal/verdict"
@@ -30,6 +28,10 @@ const (
 // max_output_length; this keeps the reason and the start of the message).
 const checkLineMax = 512
 
+// checkStateDir is where check keeps its state when neither the file nor
+// --state-dir names a directory.
+const checkStateDir = "/var/lib/pidpressure/check"
+
 // eventSink keeps nothing: check reports the condition, which already
 // reflects the events' evidence.
 type eventSink struct{}
@@ -39,9 +41,8 @@ func (eventSink) Event(verdict.Event)         {}
 
 func newCheckCmd() *cobra.Command {
 	var (
-		configPath, hostRoot, stateDir string
-		window                         time.Duration
-		threads                        int
+		flags  *configFlags
+		window time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "check [flags]",
@@ -65,23 +66,15 @@ and is the recommended form.`,
 				_, _ = fmt.Fprintln(out, logline.Sanitize("PIDPressureUnknown: "+err.Error(), checkLineMax))
 				return exitCodeError{checkUnknown}
 			}
-			conf, err := config.LoadFile(configPath)
+			conf, err := flags.load()
 			if err != nil {
 				return unknown(err)
 			}
+			if err := prepareStateDir(conf.StateDir); err != nil {
+				return unknown(err)
+			}
 			dc := conf.Detector()
-			if cmd.Flags().Changed("host-root") {
-				dc.Sources.Root = hostfs.New(hostRoot)
-			}
-			if cmd.Flags().Changed("state-dir") || dc.Sources.StateDir == "" {
-				dc.Sources.StateDir = stateDir
-			}
-			if dc.Sources.StateDir != "" {
-				if err := os.MkdirAll(dc.Sources.StateDir, 0o700); err != nil {
-					return unknown(err)
-				}
-			}
-			agent.PrewarmThreads(threads, 0)
+			agent.PrewarmThreads(conf.PrewarmThreads, 0)
 			m, err := signature.NewMatcher(conf.Rules())
 			if err != nil {
 				return unknown(err)
@@ -102,10 +95,16 @@ and is the recommended form.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&configPath, "config", "", "monitor configuration file (JSON); default: the embedded config/pid-pressure-monitor.json")
-	f.StringVar(&hostRoot, "host-root", "/", "directory the host's /proc, /sys and /var are under")
-	f.StringVar(&stateDir, "state-dir", "/var/lib/pidpressure/check", "keep read positions and the verdict here between checks (\"\" keeps none: each check sees only its window)")
+	flags = newConfigFlags(f, true)
+	flags.bindHostRoot()
+	stateDir := f.String("state-dir", checkStateDir, "keep read positions and the verdict here between checks, created 0700 if missing (\"\" keeps none: each check sees only its window) (config: stateDir; used when the file sets none)")
+	flags.on("state-dir", func(c *config.Config) { c.StateDir = *stateDir })
+	flags.applies = append(flags.applies, func(c *config.Config) {
+		if c.StateDir == "" && !f.Changed("state-dir") {
+			c.StateDir = checkStateDir
+		}
+	})
 	f.DurationVar(&window, "window", 3*time.Second, "how long to read the sources and sample before answering")
-	f.IntVar(&threads, "prewarm-threads", 0, "OS threads to create at start-up (a short-lived check needs none)")
+	flags.bindPrewarm(0, "OS threads to create at start-up (a short-lived check needs none)")
 	return cmd
 }

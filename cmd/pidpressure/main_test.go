@@ -5,10 +5,13 @@ import (
 	"context"
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pidpressure/pidpressure/internal/state"
 )
 
 func runCLI(t *testing.T, stdin string, args ...string) (code int, stdout, stderr string) {
@@ -123,14 +126,107 @@ func TestWatchConfigErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, tt := range []struct{ file, want string }{
-		{bad, `unknown field "bogus"`},
-		{invalid, "thresholds.warningPercent: must be in (0,100], is 150"},
-		{invalid, "thresholds.recoveryPercent"},
-		{filepath.Join(dir, "missing.json"), "no such file or directory"},
+		// The unknown field does not hide the other problems.
+		{bad, "pidpressure: " + bad + ": bogus: unknown field\nthresholds.warningPercent: must be in (0,100], is 150\n"},
+		{invalid, "pidpressure: " + invalid + ": thresholds.warningPercent: must be in (0,100], is 150\nthresholds.recoveryPercent: must be in (0, warningPercent], is 0\n"},
+		{filepath.Join(dir, "missing.json"), "pidpressure: open " + filepath.Join(dir, "missing.json") + ": no such file or directory\n"},
 	} {
 		code, _, errOut := runCLI(t, "", "watch", "--config", tt.file)
-		if code != exitError || !strings.Contains(errOut, tt.want) || strings.Count(strings.TrimSpace(errOut), "\n") > 1 {
-			t.Errorf("watch --config %s: exit %d, stderr %q; want one message containing %q", filepath.Base(tt.file), code, errOut, tt.want)
+		if code != exitError || errOut != tt.want {
+			t.Errorf("watch --config %s: exit %d, stderr:\n%s\nwant:\n%s", filepath.Base(tt.file), code, errOut, tt.want)
+		}
+	}
+}
+
+// TestFlagsAreValidatedWithTheConfig: a value given as a flag goes through
+// the same validation as the file's, in watch, tail and check; each of these
+// used to be accepted (or to crash the command).
+func TestFlagsAreValidatedWithTheConfig(t *testing.T) {
+	t.Parallel()
+	host := filepath.Join("..", "..", "testdata", "hosts", "pidmax-97pct")
+	quiet := []string{"--host-root", host, "--kmsg-path", "", "--no-journal", "--no-pids-events"}
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--event-interval", "0s"}, "events.interval: must be in [1s, 24h0m0s], is 0s"},
+		{[]string{"--warning-percent", "0"}, "thresholds.warningPercent: must be in (0,100], is 0"},
+		{[]string{"--recovery-percent", "95"}, "thresholds.recoveryPercent: must be in (0, warningPercent], is 95"},
+		{[]string{"--quiet-period", "-1s"}, "thresholds.quietPeriod: must be positive and at most 24h0m0s, is -1s"},
+		{[]string{"--failure-window", "-1m"}, "thresholds.failureWindow: must be positive and at most 24h0m0s, is -1m0s"},
+		{[]string{"--horizon", "-1h"}, "thresholds.horizon: must be positive and at most 24h0m0s, is -1h0m0s"},
+		{[]string{"--sample-interval", "1h"}, "sampleInterval: must be in [100ms, 5m0s], is 1h0m0s"},
+		{[]string{"--prewarm-threads", "-1"}, "prewarmThreads: must be in [0, 1024], is -1"},
+		{[]string{"--prewarm-threads", "100000000"}, "prewarmThreads: must be in [0, 1024], is 100000000"},
+		{[]string{"--metrics-address", "20258"}, `metricsAddress: must be host:port`},
+		{[]string{"--cgroup", "kubepods.slice"}, `sources.pidsEvents.cgroups[0]: must start with /, is "kubepods.slice"`},
+		{[]string{"--host-root", ""}, `hostRoot: must be an absolute path, is ""`},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, "="), func(t *testing.T) {
+			t.Parallel()
+			// The timeout ends a command that wrongly started.
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			defer cancel()
+			var out, errOut bytes.Buffer
+			code := run(ctx, append(append([]string{"watch"}, quiet...), tt.args...), strings.NewReader(""), &out, &errOut)
+			if code != exitError || !strings.Contains(errOut.String(), tt.want) || out.Len() != 0 {
+				t.Errorf("watch %v: exit %d, stdout %q, stderr %q; want exit 1 and %q", tt.args, code, out.String(), errOut.String(), tt.want)
+			}
+		})
+	}
+	for _, args := range [][]string{
+		{"tail", "--prewarm-threads", "-1"},
+		{"tail", "--cgroup", "relative"},
+		{"check", "--prewarm-threads", "100000000"},
+		{"check", "--host-root", ""},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		var out, errOut bytes.Buffer
+		code := run(ctx, args, strings.NewReader(""), &out, &errOut)
+		cancel()
+		if code == exitOK || !strings.Contains(out.String()+errOut.String(), "must ") {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q; want a validation error", args, code, out.String(), errOut.String())
+		}
+	}
+}
+
+// TestStateDir: watch creates a missing state directory (0700) and refuses
+// at start one that cannot be created or written.
+func TestStateDir(t *testing.T) {
+	t.Parallel()
+	host := filepath.Join("..", "..", "testdata", "hosts", "pidmax-97pct")
+	dir := t.TempDir()
+	file := filepath.Join(dir, "file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	watch := func(stateDir string) (int, string) {
+		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		defer cancel()
+		var out, errOut bytes.Buffer
+		code := run(ctx, []string{"watch", "-o", "jsonl", "--host-root", host, "--kmsg-path", "", "--no-journal", "--no-pids-events",
+			"--prewarm-threads", "0", "--state-dir", stateDir}, strings.NewReader(""), &out, &errOut)
+		return code, errOut.String()
+	}
+	created := filepath.Join(dir, "a", "b")
+	if code, errOut := watch(created); code != exitOK {
+		t.Fatalf("watch --state-dir %s: exit %d: %s", created, code, errOut)
+	}
+	if fi, err := os.Stat(created); err != nil || fi.Mode().Perm() != 0o700 || !fi.IsDir() {
+		t.Errorf("state directory: %v, %v; want a directory with mode 0700", fi, err)
+	}
+	if _, err := os.Stat(filepath.Join(created, state.FileName)); err != nil {
+		t.Errorf("no state saved: %v", err)
+	}
+	for _, tt := range []struct{ dir, want string }{
+		{filepath.Join(file, "state"), "state directory: mkdir " + file + ": not a directory"},
+		// /proc/1 exists and no one, root included, can create a file in it.
+		{"/proc/1", "state directory /proc/1 is not writable"},
+	} {
+		code, errOut := watch(tt.dir)
+		if code != exitError || !strings.Contains(errOut, tt.want) {
+			t.Errorf("watch --state-dir %s: exit %d, stderr %q; want exit 1 and %q", tt.dir, code, errOut, tt.want)
 		}
 	}
 }
@@ -185,5 +281,41 @@ func TestWatchStateSurvivesRestart(t *testing.T) {
 		if r["kind"] == "event" {
 			t.Errorf("re-announced after restart: %v", r)
 		}
+	}
+}
+
+// TestVersionStamped: a binary built with -ldflags -X main.version reports
+// that version, and "make build" stamps both commands with git describe.
+func TestVersionStamped(t *testing.T) {
+	skipLive(t)
+	t.Parallel()
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "pidpressure")
+	build := exec.Command("go", "build", "-ldflags", "-X main.version=v9.8.7-test", "-o", bin, ".")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	if out, err := exec.Command(bin, "version").Output(); err != nil || string(out) != "pidpressure v9.8.7-test\n" {
+		t.Errorf("version of a stamped build: %q, %v", out, err)
+	}
+
+	if _, err := exec.LookPath("make"); err != nil {
+		t.Skip("make not installed")
+	}
+	want, err := exec.Command("git", "describe", "--always", "--dirty").Output()
+	if err != nil {
+		t.Skipf("no git checkout: %v", err)
+	}
+	mk := exec.Command("make", "-s", "build", "BIN="+dir)
+	mk.Dir = filepath.Join("..", "..")
+	if out, err := mk.CombinedOutput(); err != nil {
+		t.Fatalf("make build: %v\n%s", err, out)
+	}
+	v := strings.TrimSpace(string(want))
+	if out, err := exec.Command(bin, "version").Output(); err != nil || string(out) != "pidpressure "+v+"\n" {
+		t.Errorf("pidpressure version after make build: %q, %v; want %q", out, err, v)
+	}
+	if out, err := exec.Command(filepath.Join(dir, "node-problem-detector"), "--version").Output(); err != nil || strings.TrimSpace(string(out)) != v {
+		t.Errorf("node-problem-detector --version after make build: %q, %v; want %q", out, err, v)
 	}
 }

@@ -64,7 +64,7 @@ skipped; it never stops the run. A summary goes to standard error.`,
 			if err != nil {
 				return err
 			}
-			d, err := replay.NewDecoder(f, in, maxRecord, time.Time{})
+			d, err := replay.NewDecoder(cmd.Context(), f, in, maxRecord, time.Time{})
 			if err != nil {
 				return err
 			}

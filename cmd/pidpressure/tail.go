@@ -42,12 +42,8 @@ type tailRecord struct {
 }
 
 func newTailCmd() *cobra.Command {
-	var (
-		output, hostRoot, kmsgPath, journalDir, stateDir string
-		noJournal, noPidsEvents                          bool
-		cgroups                                          []string
-		threads                                          int
-	)
+	var output string
+	var flags *configFlags
 	cmd := &cobra.Command{
 		Use:   "tail [flags]",
 		Short: "Follow the journal, /dev/kmsg and pids.events and print every creation failure",
@@ -59,7 +55,11 @@ It never forks or execs and creates its OS threads at start-up, so it keeps
 working when the node (or its own cgroup) has no PIDs left. With --state-dir
 it resumes where it stopped: nothing is lost or repeated across restarts.
 A source that is not available here (no journal, no /dev/kmsg, no pids
-controller) is reported on standard error and the others carry on.`,
+controller) is reported on standard error and the others carry on.
+
+The flags override the configuration file's fields (each flag's help names
+its field); the result is validated as a whole, with the file's rules. The
+file's extra signatures are matched before the built-in catalog.`,
 		Example: `  pidpressure tail
   pidpressure tail -o jsonl --state-dir /var/lib/pidpressure`,
 		Args: usageArgs(cobra.NoArgs),
@@ -67,17 +67,22 @@ controller) is reported on standard error and the others carry on.`,
 			if output != "text" && output != "jsonl" {
 				return usageError{fmt.Errorf("unknown output %q: want text or jsonl", output)}
 			}
-			agent.PrewarmThreads(threads, 0)
-			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
-			m, err := signature.NewDefault()
+			conf, err := flags.load()
 			if err != nil {
 				return err
 			}
-			root := hostfs.New(hostRoot)
-			src := agent.NewSources(agent.Config{
-				Root: root, KmsgPath: kmsgPath, Journal: !noJournal, JournalDir: journalDir,
-				PidsEvents: !noPidsEvents, Cgroups: cgroups, StateDir: stateDir,
-			}, m, clock.RealClock{}, log)
+			if err := prepareStateDir(conf.StateDir); err != nil {
+				return err
+			}
+			agent.PrewarmThreads(conf.PrewarmThreads, 0)
+			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
+			m, err := signature.NewMatcher(conf.Rules())
+			if err != nil {
+				return err
+			}
+			sc := conf.Detector().Sources
+			root := sc.Root
+			src := agent.NewSources(sc, m, clock.RealClock{}, log)
 			var wg sync.WaitGroup
 			wg.Add(1)
 			go func() {
@@ -92,14 +97,10 @@ controller) is reported on standard error and the others carry on.`,
 	}
 	f := cmd.Flags()
 	f.StringVarP(&output, "output", "o", "text", "output form: text or jsonl (one object per line, flushed as it happens)")
-	f.StringVar(&hostRoot, "host-root", "/", "directory the host's /proc, /sys and /var are under")
-	f.StringVar(&kmsgPath, "kmsg-path", "/dev/kmsg", "kernel log device; empty disables it")
-	f.BoolVar(&noJournal, "no-journal", false, "do not read the journal")
-	f.StringVar(&journalDir, "journal-dir", "", "read the journal files of this directory instead of the system journal")
-	f.BoolVar(&noPidsEvents, "no-pids-events", false, "do not watch pids.events")
-	f.StringArrayVar(&cgroups, "cgroup", nil, "also watch this cgroup's pids.events (path as in /proc/PID/cgroup); repeatable")
-	f.StringVar(&stateDir, "state-dir", "", "keep read positions in this directory, to resume after a restart")
-	f.IntVar(&threads, "prewarm-threads", agent.DefaultThreads, "OS threads to create at start-up")
+	flags = newConfigFlags(f, true)
+	flags.bindSources("also watch this cgroup's pids.events (path as in /proc/PID/cgroup); repeatable")
+	flags.bindStateDir("keep read positions in this directory (created 0700 if missing), to resume after a restart")
+	flags.bindPrewarm(agent.DefaultThreads, "OS threads to create at start-up")
 	return cmd
 }
 

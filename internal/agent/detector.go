@@ -2,12 +2,12 @@ package agent
 
 import (
 	"context"
-	"math"
-	"strings"
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"math"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"

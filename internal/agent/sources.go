@@ -210,6 +210,7 @@ func (s *Sources) Run(ctx context.Context) error {
 		s.bootID = id
 	}
 	s.savedKmsg = st.Kmsg
+	parent := ctx
 	g, ctx := errgroup.WithContext(ctx)
 	if s.cfg.Journal {
 		g.Go(func() error {
@@ -233,6 +234,12 @@ func (s *Sources) Run(ctx context.Context) error {
 		g.Go(func() error { s.saveLoop(ctx, store); return nil })
 	}
 	err := g.Wait()
+	if err == nil {
+		// No source runs (none enabled, or none supported here). Run still
+		// lasts until ctx is done: the detector samples the node headroom
+		// without any source, as NPD keeps running with no log monitor.
+		<-parent.Done()
+	}
 	if store != nil {
 		s.save(store) // the final positions
 	}

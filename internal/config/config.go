@@ -13,6 +13,9 @@ import (
 	"net"
 	"os"
 	"path"
+	"reflect"
+	"sort"
+	"strings"
 	"time"
 
 	shipped "github.com/pidpressure/pidpressure/config"
@@ -63,7 +66,37 @@ type Config struct {
 	MetricsAddress string `json:"metricsAddress"`
 	// Signatures are extra rules, tried before the built-in catalog.
 	Signatures []signature.Rule `json:"signatures,omitempty"`
+	// PrewarmThreads is how many OS threads a command creates at start-up
+	// (agent.PrewarmThreads). It is a command-line setting only (not in the
+	// file), validated with the rest.
+	PrewarmThreads int `json:"-"`
 }
+
+// Bounds that Validate enforces. The upper bounds keep a typo from turning
+// the agent into something else: a sampler that never samples, an Event
+// aggregation that never announces, or a consumer of the very threads it
+// watches.
+const (
+	// MinSampleInterval and MaxSampleInterval bound sampleInterval: a node
+	// that fills its PID space in minutes must be seen doing it.
+	MinSampleInterval = 100 * time.Millisecond
+	MaxSampleInterval = 5 * time.Minute
+	// MaxWindow bounds every other duration (quietPeriod, failureWindow,
+	// trendWindow, horizon, events.interval).
+	MaxWindow = 24 * time.Hour
+	// MinEventInterval is the shortest Event aggregation interval: below it
+	// a burst of lines becomes a burst of Events.
+	MinEventInterval = time.Second
+	// MaxEventSubjects bounds events.maxSubjects.
+	MaxEventSubjects = 100
+	// MaxMessage bounds events.maxMessage (bytes).
+	MaxMessage = 32 << 10
+	// MaxTrendSamples bounds thresholds.minTrendSamples.
+	MaxTrendSamples = 10000
+	// MaxPrewarmThreads bounds PrewarmThreads; the Go runtime stops the
+	// program at 10000 threads.
+	MaxPrewarmThreads = 1024
+)
 
 // Thresholds of the PIDPressureRisk condition.
 type Thresholds struct {
@@ -114,27 +147,31 @@ type PidsEvents struct {
 
 // Default returns the embedded default configuration.
 func Default() Config {
-	c, err := decode(Config{}, bytes.NewReader(shipped.DefaultMonitor))
-	if err != nil {
+	c, unknown, err := decode(Config{}, bytes.NewReader(shipped.DefaultMonitor))
+	if err = errors.Join(append(unknown, err)...); err != nil {
 		// The embedded file is tested (TestShippedConfig); this cannot happen
 		// in a released binary.
 		panic(fmt.Sprintf("embedded config/pid-pressure-monitor.json: %v", err)) //nolint:forbidigo // invariant: the shipped file is valid
 	}
+	c.PrewarmThreads = agent.DefaultThreads
 	return c
 }
 
-// LoadFile reads the configuration file at path, or returns the embedded
-// default when path is "". Errors name the file.
-func LoadFile(path string) (Config, error) {
+// LoadFile reads the configuration file at path (the embedded default when
+// path is ""), applies the overrides in order (a command's flags), and
+// validates the result once. The error reports every problem at once, each
+// with its field path: unknown fields first, then the values that are out of
+// range. Errors name the file.
+func LoadFile(path string, overrides ...func(*Config)) (Config, error) {
 	if path == "" {
-		return Default(), nil
+		return load(bytes.NewReader(shipped.DefaultMonitor), overrides)
 	}
 	f, err := os.Open(path)
 	if err != nil {
 		return Config{}, err
 	}
 	defer func() { _ = f.Close() }() // read-only
-	c, err := Load(f)
+	c, err := load(f, overrides)
 	if err != nil {
 		return Config{}, fmt.Errorf("%s: %w", path, err)
 	}
@@ -142,25 +179,128 @@ func LoadFile(path string) (Config, error) {
 }
 
 // Load reads a configuration file over the defaults, strictly (unknown
-// fields are errors), and validates it.
-func Load(r io.Reader) (Config, error) {
-	c, err := decode(Default(), r)
-	if err != nil {
-		return Config{}, err
-	}
-	return c, c.Validate()
+// fields are errors), applies the overrides, and validates the result.
+func Load(r io.Reader, overrides ...func(*Config)) (Config, error) {
+	return load(r, overrides)
 }
 
-func decode(base Config, r io.Reader) (Config, error) {
-	dec := json.NewDecoder(r)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&base); err != nil {
-		return Config{}, fmt.Errorf("config: %w", err)
+func load(r io.Reader, overrides []func(*Config)) (Config, error) {
+	c, unknown, err := decode(Default(), r)
+	if err != nil {
+		return Config{}, errors.Join(append(unknown, err)...)
+	}
+	for _, o := range overrides {
+		o(&c)
+	}
+	if err := errors.Join(append(unknown, c.Validate())...); err != nil {
+		return Config{}, err
+	}
+	return c, nil
+}
+
+// maxFile bounds the configuration file.
+const maxFile = 4 << 20
+
+// decode overlays the JSON value of r on base. Unknown fields do not stop it:
+// they come back as errors with their paths, so that the caller can report
+// them together with the validation of the rest; err is a value that cannot
+// be decoded at all.
+func decode(base Config, r io.Reader) (c Config, unknown []error, err error) {
+	data, err := io.ReadAll(io.LimitReader(r, maxFile+1))
+	if err != nil {
+		return Config{}, nil, fmt.Errorf("config: %w", err)
+	}
+	if len(data) > maxFile {
+		return Config{}, nil, fmt.Errorf("config: larger than %d bytes", maxFile)
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	var tree any
+	if err := dec.Decode(&tree); err != nil {
+		return Config{}, nil, fmt.Errorf("config: %w", err)
 	}
 	if dec.More() {
-		return Config{}, errors.New("config: more than one JSON value")
+		return Config{}, nil, errors.New("config: more than one JSON value")
 	}
-	return base, nil
+	unknown = unknownFields(tree, reflect.TypeFor[Config](), "")
+	if err := json.Unmarshal(data, &base); err != nil {
+		return Config{}, unknown, fmt.Errorf("config: %w", err)
+	}
+	return base, unknown, nil
+}
+
+// unknownFields lists the keys of v that no field of t takes, with their
+// paths, in a stable order. Like encoding/json, a key matches a field's name
+// case-insensitively; a type with its own UnmarshalJSON is not looked into.
+func unknownFields(v any, t reflect.Type, prefix string) []error {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if reflect.PointerTo(t).Implements(reflect.TypeFor[json.Unmarshaler]()) {
+		return nil
+	}
+	var errs []error
+	switch t.Kind() {
+	case reflect.Struct:
+		obj, ok := v.(map[string]any)
+		if !ok {
+			return nil // a type error, reported by the decoder
+		}
+		keys := make([]string, 0, len(obj))
+		for k := range obj {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			field := k
+			if prefix != "" {
+				field = prefix + "." + k
+			}
+			f, ok := jsonField(t, k)
+			if !ok {
+				errs = append(errs, fmt.Errorf("%s: unknown field", field))
+				continue
+			}
+			errs = append(errs, unknownFields(obj[k], f.Type, field)...)
+		}
+	case reflect.Slice, reflect.Array:
+		items, ok := v.([]any)
+		if !ok {
+			return nil
+		}
+		for i, it := range items {
+			errs = append(errs, unknownFields(it, t.Elem(), fmt.Sprintf("%s[%d]", prefix, i))...)
+		}
+	}
+	return errs
+}
+
+// jsonField returns the field of struct t that the JSON key k decodes into.
+func jsonField(t reflect.Type, k string) (reflect.StructField, bool) {
+	var folded *reflect.StructField
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if !f.IsExported() {
+			continue
+		}
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if name == "-" {
+			continue
+		}
+		if name == "" {
+			name = f.Name
+		}
+		if name == k {
+			return f, true
+		}
+		if folded == nil && strings.EqualFold(name, k) {
+			folded = &f
+		}
+	}
+	if folded != nil {
+		return *folded, true
+	}
+	return reflect.StructField{}, false
 }
 
 // Validate returns every problem at once, each with its field path.
@@ -172,32 +312,35 @@ func (c Config) Validate() error {
 	if c.Source == "" {
 		bad("source", "must not be empty")
 	}
-	if c.SampleInterval.Duration < 100*time.Millisecond {
-		bad("sampleInterval", "must be at least 100ms, is %s", c.SampleInterval)
+	if d := c.SampleInterval.Duration; d < MinSampleInterval || d > MaxSampleInterval {
+		bad("sampleInterval", "must be in [%s, %s], is %s", MinSampleInterval, MaxSampleInterval, c.SampleInterval)
 	}
 	t := c.Thresholds
-	if t.WarningPercent <= 0 || t.WarningPercent > 100 {
+	if !(t.WarningPercent > 0 && t.WarningPercent <= 100) {
 		bad("thresholds.warningPercent", "must be in (0,100], is %g", t.WarningPercent)
 	}
-	if t.RecoveryPercent <= 0 || t.RecoveryPercent > t.WarningPercent {
+	if !(t.RecoveryPercent > 0 && t.RecoveryPercent <= t.WarningPercent) {
 		bad("thresholds.recoveryPercent", "must be in (0, warningPercent], is %g", t.RecoveryPercent)
 	}
-	for name, d := range map[string]Duration{"quietPeriod": t.QuietPeriod, "failureWindow": t.FailureWindow, "trendWindow": t.TrendWindow, "horizon": t.Horizon} {
-		if d.Duration <= 0 {
-			bad("thresholds."+name, "must be positive, is %s", d)
+	for _, w := range []struct {
+		name string
+		d    Duration
+	}{{"quietPeriod", t.QuietPeriod}, {"failureWindow", t.FailureWindow}, {"trendWindow", t.TrendWindow}, {"horizon", t.Horizon}} {
+		if w.d.Duration <= 0 || w.d.Duration > MaxWindow {
+			bad("thresholds."+w.name, "must be positive and at most %s, is %s", MaxWindow, w.d)
 		}
 	}
-	if t.MinTrendSamples < 3 {
-		bad("thresholds.minTrendSamples", "must be at least 3, is %d", t.MinTrendSamples)
+	if t.MinTrendSamples < 3 || t.MinTrendSamples > MaxTrendSamples {
+		bad("thresholds.minTrendSamples", "must be in [3, %d], is %d", MaxTrendSamples, t.MinTrendSamples)
 	}
-	if c.Events.Interval.Duration <= 0 {
-		bad("events.interval", "must be positive, is %s", c.Events.Interval)
+	if d := c.Events.Interval.Duration; d < MinEventInterval || d > MaxWindow {
+		bad("events.interval", "must be in [%s, %s], is %s", MinEventInterval, MaxWindow, c.Events.Interval)
 	}
-	if c.Events.MaxSubjects < 1 {
-		bad("events.maxSubjects", "must be at least 1, is %d", c.Events.MaxSubjects)
+	if c.Events.MaxSubjects < 1 || c.Events.MaxSubjects > MaxEventSubjects {
+		bad("events.maxSubjects", "must be in [1, %d], is %d", MaxEventSubjects, c.Events.MaxSubjects)
 	}
-	if c.Events.MaxMessage < 128 {
-		bad("events.maxMessage", "must be at least 128, is %d", c.Events.MaxMessage)
+	if c.Events.MaxMessage < 128 || c.Events.MaxMessage > MaxMessage {
+		bad("events.maxMessage", "must be in [128, %d], is %d", MaxMessage, c.Events.MaxMessage)
 	}
 	if c.Sources.Kmsg.Enabled && c.Sources.Kmsg.Path == "" {
 		bad("sources.kmsg.path", "must be set when kmsg is enabled")
@@ -232,6 +375,9 @@ func (c Config) Validate() error {
 			bad(field+".id", "%s is already used by signatures[%d]", r.ID, j)
 		}
 		seen[r.ID] = i
+	}
+	if c.PrewarmThreads < 0 || c.PrewarmThreads > MaxPrewarmThreads {
+		bad("prewarmThreads", "must be in [0, %d], is %d", MaxPrewarmThreads, c.PrewarmThreads)
 	}
 	return errors.Join(errs...)
 }

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
 )
 
 // TestShippedConfig: every config/*.json loads, validates, and is canonical
@@ -79,13 +81,13 @@ func TestValidateReportsEverything(t *testing.T) {
 	}
 	for _, want := range []string{
 		"source: must not be empty",
-		"sampleInterval: must be at least 100ms",
+		"sampleInterval: must be in [100ms, 5m0s], is 10ms",
 		"thresholds.warningPercent: must be in (0,100]",
 		"thresholds.recoveryPercent: must be in (0, warningPercent]",
 		"thresholds.quietPeriod: must be positive",
-		"thresholds.minTrendSamples: must be at least 3",
-		"events.maxSubjects: must be at least 1",
-		"events.maxMessage: must be at least 128",
+		"thresholds.minTrendSamples: must be in [3, 10000], is 1",
+		"events.maxSubjects: must be in [1, 100], is 0",
+		"events.maxMessage: must be in [128, 32768], is 10",
 		"hostRoot: must be an absolute path",
 		"sources.pidsEvents.cgroups[0]: must start with /",
 		`metricsAddress: must be host:port ("127.0.0.1:20258", ":20258"), is "20258"`,
@@ -124,5 +126,81 @@ func TestExtraSignaturesComeFirst(t *testing.T) {
 	}
 	if r := c.Rules(); r[0].ID != "MyThing" || len(r) < 40 {
 		t.Errorf("rules start %q, %d in all", r[0].ID, len(r))
+	}
+}
+
+// TestValidateBounds: every numeric setting has a lower and an upper bound,
+// so that a value given on the command line cannot slip past the checks the
+// file gets.
+func TestValidateBounds(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		set  func(*Config)
+		want string // "" is valid
+	}{
+		{name: "default", set: func(*Config) {}},
+		{name: "event interval zero", set: func(c *Config) { c.Events.Interval.Duration = 0 }, want: "events.interval: must be in [1s, 24h0m0s], is 0s"},
+		{name: "event interval below a second", set: func(c *Config) { c.Events.Interval.Duration = time.Millisecond }, want: "events.interval: must be in [1s, 24h0m0s]"},
+		{name: "event interval a week", set: func(c *Config) { c.Events.Interval.Duration = 7 * 24 * time.Hour }, want: "events.interval: must be in [1s, 24h0m0s]"},
+		{name: "warning zero", set: func(c *Config) { c.Thresholds.WarningPercent = 0 }, want: "thresholds.warningPercent: must be in (0,100], is 0"},
+		{name: "recovery above warning", set: func(c *Config) { c.Thresholds.RecoveryPercent = 90 }, want: "thresholds.recoveryPercent: must be in (0, warningPercent], is 90"},
+		{name: "negative quiet period", set: func(c *Config) { c.Thresholds.QuietPeriod.Duration = -time.Second }, want: "thresholds.quietPeriod: must be positive and at most 24h0m0s, is -1s"},
+		{name: "negative failure window", set: func(c *Config) { c.Thresholds.FailureWindow.Duration = -time.Second }, want: "thresholds.failureWindow: must be positive"},
+		{name: "horizon a year", set: func(c *Config) { c.Thresholds.Horizon.Duration = 365 * 24 * time.Hour }, want: "thresholds.horizon: must be positive and at most 24h0m0s"},
+		{name: "sample interval an hour", set: func(c *Config) { c.SampleInterval.Duration = time.Hour }, want: "sampleInterval: must be in [100ms, 5m0s], is 1h0m0s"},
+		{name: "sample interval at the bound", set: func(c *Config) { c.SampleInterval.Duration = MaxSampleInterval }},
+		{name: "prewarm negative", set: func(c *Config) { c.PrewarmThreads = -1 }, want: "prewarmThreads: must be in [0, 1024], is -1"},
+		{name: "prewarm huge", set: func(c *Config) { c.PrewarmThreads = 100000000 }, want: "prewarmThreads: must be in [0, 1024], is 100000000"},
+		{name: "prewarm none", set: func(c *Config) { c.PrewarmThreads = 0 }},
+		{name: "max message huge", set: func(c *Config) { c.Events.MaxMessage = 1 << 30 }, want: "events.maxMessage: must be in [128, 32768]"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := Load(strings.NewReader(`{}`), tt.set)
+			switch {
+			case tt.want == "" && err != nil:
+				t.Errorf("Load() = %v, want no error", err)
+			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+				t.Errorf("Load() = %v, want %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// TestUnknownFieldsDoNotHideTheRest: an unknown field is reported together
+// with the validation problems of the rest, all with field paths, in the
+// same order every time.
+func TestUnknownFieldsDoNotHideTheRest(t *testing.T) {
+	t.Parallel()
+	in := `{
+	  "sampleIntervall": "2s",
+	  "thresholds": {"warningPercent": 0, "recoveryPercent": 0, "quietPeriod": "0s", "failureWindow": "-1s", "horizn": "1m"},
+	  "events": {"interval": "0s"},
+	  "signatures": [{"id": "MyThing", "family": "app", "class": "thread", "strength": "definitive", "anchors": ["m"], "pattern": "m", "patern": "x"}],
+	  "Source": "upper-case keys match as encoding/json matches them"
+	}`
+	_, err := Load(strings.NewReader(in))
+	if err == nil {
+		t.Fatal("invalid config accepted")
+	}
+	want := strings.Join([]string{
+		"sampleIntervall: unknown field",
+		"signatures[0].patern: unknown field",
+		"thresholds.horizn: unknown field",
+		"thresholds.warningPercent: must be in (0,100], is 0",
+		"thresholds.recoveryPercent: must be in (0, warningPercent], is 0",
+		"thresholds.quietPeriod: must be positive and at most 24h0m0s, is 0s",
+		"thresholds.failureWindow: must be positive and at most 24h0m0s, is -1s",
+		"events.interval: must be in [1s, 24h0m0s], is 0s",
+	}, "\n")
+	if diff := cmp.Diff(want, err.Error()); diff != "" {
+		t.Errorf("Load() error mismatch (-want +got):\n%s", diff)
+	}
+	for range 5 {
+		if _, again := Load(strings.NewReader(in)); again.Error() != err.Error() {
+			t.Fatalf("order changed:\n%v\n---\n%v", err, again)
+		}
 	}
 }

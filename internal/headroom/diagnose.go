@@ -120,9 +120,36 @@ func Diagnose(root hostfs.Root, opt DiagnoseOptions) (Diagnosis, error) {
 		origin.Cgroup = d.Tightest.Path
 	}
 	d.Attribution = Attribute(root, n, hs, origin, func() *Scan { return &scan })
+	if opt.PID <= 0 && d.Attribution.Layer == LayerNone {
+		// No failure is being explained: say plainly that all is well
+		// rather than explain a failure that did not happen.
+		d.Attribution.Reason = fmt.Sprintf("nothing is at its limit: node tasks %d of %d usable (%.1f %%, %d free, %s binds first); no pids cgroup or RLIMIT_NPROC at its limit",
+			n.Tasks, n.Limit, n.UsedPercent, n.Free(), n.Binding.Sysctl())
+	}
 	d.Audit = Audit(root, n, d.Cgroups)
 	for _, e := range errs {
 		d.Errors = append(d.Errors, e.Error())
 	}
+	emptyNotNil(&d)
 	return d, errors.Join(errs...)
+}
+
+// emptyNotNil makes the lists of d empty rather than nil, so that JSON
+// readers see [] for "none" and never null.
+func emptyNotNil(d *Diagnosis) {
+	if d.Hierarchies == nil {
+		d.Hierarchies = []Hierarchy{}
+	}
+	if d.Cgroups == nil {
+		d.Cgroups = []Cgroup{}
+	}
+	if d.Audit == nil {
+		d.Audit = []Finding{}
+	}
+	if d.Scan.ZombieParents == nil {
+		d.Scan.ZombieParents = []ZombieParent{}
+	}
+	if d.Scan.TopUsers == nil {
+		d.Scan.TopUsers = []UserTasks{}
+	}
 }

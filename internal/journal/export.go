@@ -31,11 +31,32 @@ const DefaultMaxField = 4 << 20
 // Fields are "NAME=value" lines, or the name alone on a line followed by the
 // value's length and its bytes when the value is binary; entries end with a
 // blank line (https://systemd.io/JOURNAL_EXPORT_FORMATS/).
+//
+// A binary field's length is checked before it is believed. One over the
+// reader's limit and journald's own cap ([maxExportField]) cannot be true;
+// a value up to [peekMax] is looked at before it is consumed, and one not
+// followed by "\n" has a corrupt length. Either makes the entry malformed,
+// and the reader resynchronises at the next entry boundary (an empty line)
+// from just after the field's name, so that no entry after it is lost. A
+// longer value is read (or, over the limit, skipped) whole, since it may
+// contain "\n\n"; if no "\n" follows it, the entry is malformed and
+// reading resumes at the next boundary after it.
 type ExportReader struct {
 	r        *bufio.Reader
 	maxField int
 	eof      bool
 }
+
+const (
+	// maxExportField is the largest field value journald writes; a binary
+	// length over it (and over the reader's limit) cannot be true.
+	maxExportField = 64 << 20
+	// peekMax is the longest binary value checked before it is consumed;
+	// exportBuffer is four times more, so that the look-ahead refills the
+	// buffer rarely, whatever the input.
+	peekMax      = 64 << 10
+	exportBuffer = 4 * peekMax
+)
 
 // NewExportReader returns a reader of export-format entries from r; a field
 // value over maxField bytes makes its entry malformed (0 means DefaultMaxField).
@@ -43,7 +64,7 @@ func NewExportReader(r io.Reader, maxField int) *ExportReader {
 	if maxField <= 0 {
 		maxField = DefaultMaxField
 	}
-	return &ExportReader{r: bufio.NewReaderSize(r, 64<<10), maxField: maxField}
+	return &ExportReader{r: bufio.NewReaderSize(r, exportBuffer), maxField: maxField}
 }
 
 // Next returns the next entry, or io.EOF after the last. An error wrapping
@@ -86,31 +107,113 @@ func (x *ExportReader) Next() (Entry, error) {
 			continue
 		}
 		// A binary field: the name, then a little-endian uint64 length.
-		var size [8]byte
-		if _, err := io.ReadFull(x.r, size[:]); err != nil {
+		name := string(line)
+		value, err := x.binary(clipName(line))
+		if err != nil {
+			if !errors.Is(err, ErrMalformed) {
+				return nil, err
+			}
+			if errors.As(err, new(resyncError)) {
+				return x.resync(bad, err)
+			}
+			bad = cmpErr(bad, err)
+			continue
+		}
+		e[name] = value
+	}
+}
+
+// resyncError is a malformed binary field after which the entry cannot be
+// read on: the reader must look for the next entry boundary.
+type resyncError struct{ err error }
+
+func (e resyncError) Error() string { return e.err.Error() }
+func (e resyncError) Unwrap() error { return e.err }
+
+// binary reads the length and value of a binary field named name.
+func (x *ExportReader) binary(name string) (string, error) {
+	size, err := x.r.Peek(8)
+	if len(size) < 8 {
+		if !isEnd(err) {
+			return "", err
+		}
+		return "", resyncError{fmt.Errorf("%w: field %s: truncated length", ErrMalformed, name)}
+	}
+	n := binary.LittleEndian.Uint64(size)
+	switch {
+	case n > uint64(max(x.maxField, maxExportField)):
+		return "", resyncError{fmt.Errorf("%w: field %s: corrupt length %d", ErrMalformed, name, n)}
+	case n <= uint64(min(x.maxField, peekMax)):
+		p, err := x.r.Peek(8 + int(n) + 1)
+		switch {
+		case len(p) == 8+int(n) && isEnd(err):
+			// The value ends the input: a missing newline loses nothing.
+		case len(p) < 8+int(n)+1:
+			if !isEnd(err) {
+				return "", err
+			}
+			return "", resyncError{fmt.Errorf("%w: field %s: truncated value", ErrMalformed, name)}
+		case p[8+n] != '\n':
+			return "", resyncError{fmt.Errorf("%w: field %s: no newline after the %d-byte value", ErrMalformed, name, n)}
+		}
+		v := string(p[8 : 8+n])
+		_, _ = x.r.Discard(len(p)) // peeked: cannot fail
+		return v, nil
+	}
+	_, _ = x.r.Discard(8) // peeked
+	var v []byte
+	if n > uint64(x.maxField) {
+		// Skip the value without holding it.
+		if _, err := io.CopyN(io.Discard, x.r, int64(n)); err != nil {
+			if !isEnd(err) {
+				return "", err
+			}
 			x.eof = true
-			return finish(e, cmpErr(bad, fmt.Errorf("%w: field %s: truncated length", ErrMalformed, clipName(line))))
+			return "", fmt.Errorf("%w: field %s: truncated value", ErrMalformed, name)
 		}
-		n := binary.LittleEndian.Uint64(size[:])
-		if n > uint64(x.maxField) {
-			// Skip the value without holding it; the next line is the newline after it.
-			if _, err := io.CopyN(io.Discard, x.r, int64(min(n, 1<<62))); err != nil {
-				x.eof = true
+	} else {
+		v = make([]byte, n)
+		if _, err := io.ReadFull(x.r, v); err != nil {
+			if !isEnd(err) {
+				return "", err
 			}
-			bad = cmpErr(bad, fmt.Errorf("%w: field %s is %d bytes, over the %d-byte limit", ErrMalformed, clipName(line), n, x.maxField))
-		} else {
-			buf := make([]byte, n)
-			if _, err := io.ReadFull(x.r, buf); err != nil {
-				x.eof = true
-				return finish(e, cmpErr(bad, fmt.Errorf("%w: field %s: truncated value", ErrMalformed, clipName(line))))
-			}
-			e[string(line)] = string(buf)
-		}
-		if b, err := x.r.ReadByte(); err == nil && b != '\n' {
-			_ = x.r.UnreadByte()
-			bad = cmpErr(bad, fmt.Errorf("%w: field %s: no newline after the value", ErrMalformed, clipName(line)))
+			x.eof = true
+			return "", fmt.Errorf("%w: field %s: truncated value", ErrMalformed, name)
 		}
 	}
+	if b, err := x.r.ReadByte(); err == nil && b != '\n' {
+		_ = x.r.UnreadByte()
+		return "", resyncError{fmt.Errorf("%w: field %s: no newline after the %d-byte value", ErrMalformed, name, n)}
+	}
+	if n > uint64(x.maxField) {
+		return "", fmt.Errorf("%w: field %s is %d bytes, over the %d-byte limit", ErrMalformed, name, n, x.maxField)
+	}
+	return string(v), nil
+}
+
+// resync ends the current entry as malformed (by bad, or else by err) and
+// skips to the next entry boundary, an empty line, so that the next call
+// starts at the next entry.
+func (x *ExportReader) resync(bad, err error) (Entry, error) {
+	for {
+		line, rerr := readLine(x.r, x.maxField)
+		if errors.Is(rerr, io.EOF) {
+			x.eof = true
+			break
+		}
+		if rerr != nil && !errors.Is(rerr, errTooLong) {
+			return nil, rerr
+		}
+		if rerr == nil && len(line) == 0 {
+			break
+		}
+	}
+	return nil, cmpErr(bad, err)
+}
+
+// isEnd reports whether err is the end of the input, cutting a field short.
+func isEnd(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
 }
 
 func finish(e Entry, bad error) (Entry, error) {

@@ -147,6 +147,21 @@ func TestExportReader(t *testing.T) {
 		{name: "truncated value", in: "MESSAGE\n\x10\x00\x00\x00\x00\x00\x00\x00abc", wantBad: 1},
 		{name: "no newline after value", in: "MESSAGE\n\x01\x00\x00\x00\x00\x00\x00\x00aX=y\n\nMESSAGE=ok\n\n", want: []Entry{{"MESSAGE": "ok"}}, wantBad: 1},
 		{name: "huge declared length", in: "MESSAGE\n\xff\xff\xff\xff\xff\xff\xff\x7f", wantBad: 1},
+		// A corrupt length is reported in place and the entries after it survive.
+		{name: "absurd length then entries", in: "MESSAGE=a\n_PID=1\n\nMESSAGE\n\xff\xff\xff\xff\xff\xff\xff\x7fab\n\nMESSAGE=next\n\nMESSAGE=third\n\n",
+			want: []Entry{{"MESSAGE": "a", "_PID": "1"}, {"MESSAGE": "next"}, {"MESSAGE": "third"}}, wantBad: 1},
+		{name: "length of newlines then entries", in: "MESSAGE\n\n\n\n\n\n\n\n\nMESSAGE=next\n\n",
+			want: []Entry{{"MESSAGE": "next"}}, wantBad: 1},
+		{name: "length too long swallowing the next entry", in: "_PID=1\nMESSAGE\n\x28\x00\x00\x00\x00\x00\x00\x00ab\n\nMESSAGE=next\n\nMESSAGE=third\n\nMESSAGE=fourth\n\n",
+			want: []Entry{{"MESSAGE": "next"}, {"MESSAGE": "third"}, {"MESSAGE": "fourth"}}, wantBad: 1},
+		{name: "length too short", in: "MESSAGE\n\x01\x00\x00\x00\x00\x00\x00\x00abc\n\nMESSAGE=next\n\n",
+			want: []Entry{{"MESSAGE": "next"}}, wantBad: 1},
+		{name: "length past the end", in: "MESSAGE\n\x30\x00\x00\x00\x00\x00\x00\x00ab\n\nMESSAGE=next\n",
+			want: []Entry{{"MESSAGE": "next"}}, wantBad: 1},
+		{name: "two corrupt entries", in: "A\n\x05\x00\x00\x00\x00\x00\x00\x00x\n\nMESSAGE=b\n\nB\n\xff\xff\xff\xff\xff\xff\xff\xff\n\nMESSAGE=c\n\n",
+			want: []Entry{{"MESSAGE": "b"}, {"MESSAGE": "c"}}, wantBad: 2},
+		{name: "over the limit but believable", in: binaryField("MESSAGE", long+"\n\nMESSAGE=forged\n\n") + "_PID=1\n\nMESSAGE=next\n\n",
+			want: []Entry{{"MESSAGE": "next"}}, wantBad: 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -159,6 +174,23 @@ func TestExportReader(t *testing.T) {
 				t.Errorf("got %d malformed entries (%v), want %d", len(errs), errs, tt.wantBad)
 			}
 		})
+	}
+}
+
+// TestExportLongBinaryValue: a value longer than the look-ahead is read
+// whole and must be followed by a newline; when it is not, its entry is
+// malformed and the next entry boundary after it is found.
+func TestExportLongBinaryValue(t *testing.T) {
+	t.Parallel()
+	v := strings.Repeat("x", peekMax+100)
+	good := binaryField("MESSAGE", v) + "\n"
+	bad := strings.TrimSuffix(binaryField("MESSAGE", v), "\n") + "Y\n\n"
+	got, errs := readAll(t, NewExportReader(strings.NewReader(good+bad+"MESSAGE=next\n\n"), 1<<20).Next)
+	if diff := cmp.Diff([]Entry{{"MESSAGE": v}, {"MESSAGE": "next"}}, got); diff != "" {
+		t.Errorf("entries mismatch (-want +got):\n%s", diff)
+	}
+	if len(errs) != 1 || !strings.Contains(errs[0].Error(), "no newline after the") {
+		t.Errorf("errors %v, want one about the missing newline", errs)
 	}
 }
 

@@ -2,6 +2,7 @@ package replay
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -78,11 +79,15 @@ type Decoder interface {
 
 // NewDecoder returns a decoder of format f reading r. maxRecord bounds one
 // record (0 means DefaultMaxRecord); boot is the wall-clock boot time used to
-// date kmsg records (zero leaves them undated).
-func NewDecoder(f Format, r io.Reader, maxRecord int, boot time.Time) (Decoder, error) {
+// date kmsg records (zero leaves them undated). Every read from r first
+// checks ctx: once ctx is done, Next returns its error (fatal), even in the
+// middle of a record that never ends (an endless input such as /dev/zero
+// would otherwise be skipped forever, in every format).
+func NewDecoder(ctx context.Context, f Format, r io.Reader, maxRecord int, boot time.Time) (Decoder, error) {
 	if maxRecord <= 0 {
 		maxRecord = DefaultMaxRecord
 	}
+	r = ctxReader{ctx: ctx, r: r}
 	switch f {
 	case FormatLines:
 		return &lineDecoder{r: bufio.NewReaderSize(r, 64<<10), max: maxRecord}, nil
@@ -95,6 +100,19 @@ func NewDecoder(f Format, r io.Reader, maxRecord int, boot time.Time) (Decoder, 
 	default:
 		return nil, fmt.Errorf("unknown format %q", f)
 	}
+}
+
+// ctxReader stops reading when its context is done.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
 }
 
 // readLine reads one line without its newline (a final "\r" is kept: it is
@@ -147,12 +165,12 @@ func (d *lineDecoder) Next() (logline.Line, int, error) {
 	if errors.Is(err, io.EOF) {
 		return logline.Line{}, d.n, io.EOF
 	}
-	d.n++
-	if errors.Is(err, ErrTooLong) {
-		return logline.Line{}, d.n, &RecordError{Record: d.n, Err: err}
-	}
-	if err != nil {
+	if err != nil && !errors.Is(err, ErrTooLong) {
 		return logline.Line{}, d.n, err
+	}
+	d.n++
+	if err != nil {
+		return logline.Line{}, d.n, &RecordError{Record: d.n, Err: err}
 	}
 	l := logline.New(logline.SourceText, s)
 	l.Seq = uint64(d.n)
@@ -226,12 +244,12 @@ func (d *journalDecoder) Next() (logline.Line, int, error) {
 	if errors.Is(err, io.EOF) {
 		return logline.Line{}, d.n, io.EOF
 	}
-	d.n++
-	if errors.Is(err, journal.ErrMalformed) {
-		return logline.Line{}, d.n, &RecordError{Record: d.n, Err: err}
-	}
-	if err != nil {
+	if err != nil && !errors.Is(err, journal.ErrMalformed) {
 		return logline.Line{}, d.n, err
+	}
+	d.n++
+	if err != nil {
+		return logline.Line{}, d.n, &RecordError{Record: d.n, Err: err}
 	}
 	l := journal.Translate(e)
 	l.Seq = uint64(d.n)

@@ -5,13 +5,17 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
+	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+	"unicode"
 
 	"github.com/pidpressure/pidpressure/internal/signature"
 )
@@ -29,7 +33,7 @@ func matcher(t testing.TB) *signature.Matcher {
 
 func runString(t *testing.T, f Format, in string, opt Options, maxRecord int) (string, Summary) {
 	t.Helper()
-	d, err := NewDecoder(f, strings.NewReader(in), maxRecord, time.Time{})
+	d, err := NewDecoder(context.Background(), f, strings.NewReader(in), maxRecord, time.Time{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,8 +65,9 @@ func decodeResults(t *testing.T, out string) []Result {
 	return rs
 }
 
-// TestGolden replays every captured sample with --all -o jsonl and compares
-// the output with testdata/golden/replay. Rewrite with -update.
+// TestGolden replays every captured sample with --all, as jsonl and as the
+// text table, and compares the output with testdata/golden/replay. Rewrite
+// with -update.
 func TestGolden(t *testing.T) {
 	t.Parallel()
 	root := filepath.Join("..", "..", "testdata")
@@ -84,35 +89,41 @@ func TestGolden(t *testing.T) {
 		sample{filepath.Join(root, "kmsg", "pids-fork-rejected.txt"), FormatKmsg},
 	)
 	for _, s := range samples {
-		name := filepath.Base(filepath.Dir(s.path)) + "-" + filepath.Base(s.path) + ".jsonl"
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			in, err := os.ReadFile(s.path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			got, sum := runString(t, s.format, string(in), Options{Output: OutputJSONL, All: true}, 0)
-			if rs := decodeResults(t, got); len(rs) != sum.Records {
-				t.Errorf("%d results for %d records", len(rs), sum.Records)
-			}
-			golden := filepath.Join(root, "golden", "replay", name)
-			if *update {
-				if err := os.MkdirAll(filepath.Dir(golden), 0o755); err != nil {
+		for _, out := range []Output{OutputJSONL, OutputText} {
+			name := filepath.Base(filepath.Dir(s.path)) + "-" + filepath.Base(s.path) + "." + map[Output]string{OutputJSONL: "jsonl", OutputText: "table"}[out]
+			t.Run(name, func(t *testing.T) {
+				t.Parallel()
+				in, err := os.ReadFile(s.path)
+				if err != nil {
 					t.Fatal(err)
 				}
-				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
-					t.Fatal(err)
+				got, sum := runString(t, s.format, string(in), Options{Output: out, All: true}, 0)
+				if out == OutputJSONL {
+					if rs := decodeResults(t, got); len(rs) != sum.Records {
+						t.Errorf("%d results for %d records", len(rs), sum.Records)
+					}
+				} else if n := strings.Count(got, "\n"); n != sum.Records+1 {
+					t.Errorf("%d table lines for %d records and the header", n, sum.Records)
 				}
-				return
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("%v (run go test -update to create it)", err)
-			}
-			if got != string(want) {
-				t.Errorf("replay output differs from %s; run go test ./internal/replay -update and review the diff", golden)
-			}
-		})
+				golden := filepath.Join(root, "golden", "replay", name)
+				if *update {
+					if err := os.MkdirAll(filepath.Dir(golden), 0o755); err != nil {
+						t.Fatal(err)
+					}
+					if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
+						t.Fatal(err)
+					}
+					return
+				}
+				want, err := os.ReadFile(golden)
+				if err != nil {
+					t.Fatalf("%v (run go test -update to create it)", err)
+				}
+				if got != string(want) {
+					t.Errorf("replay output differs from %s; run go test ./internal/replay -update and review the diff", golden)
+				}
+			})
+		}
 	}
 }
 
@@ -244,7 +255,7 @@ func FuzzReplay(f *testing.F) {
 	m := matcher(f)
 	f.Fuzz(func(t *testing.T, which uint8, in string) {
 		format := Formats()[int(which)%len(Formats())]
-		d, err := NewDecoder(format, strings.NewReader(in), 512, time.Time{})
+		d, err := NewDecoder(context.Background(), format, strings.NewReader(in), 512, time.Time{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -257,4 +268,138 @@ func FuzzReplay(f *testing.F) {
 			t.Fatalf("%s: %d output lines for %d records", format, n, s.Records)
 		}
 	})
+}
+
+// endless is an input that never ends a record (like /dev/zero): it fills
+// every read with fill, calls cancel once after limit bytes, and ends
+// (io.EOF) only 64 MiB after that, so that a reader that ignores the
+// cancellation still terminates and is caught by the test.
+type endless struct {
+	fill   byte
+	n      int
+	limit  int
+	cancel context.CancelFunc
+}
+
+func (e *endless) Read(p []byte) (int, error) {
+	if e.n >= e.limit+64<<20 {
+		return 0, io.EOF
+	}
+	for i := range p {
+		p[i] = e.fill
+	}
+	e.n += len(p)
+	if e.n >= e.limit && e.cancel != nil {
+		e.cancel()
+		e.cancel = nil
+	}
+	return len(p), nil
+}
+
+// TestCancelInsideARecord: a context cancelled while a record is being read
+// stops the run, in every format, instead of reading the endless record to
+// its end (replay /dev/zero used to need SIGKILL).
+func TestCancelInsideARecord(t *testing.T) {
+	t.Parallel()
+	for _, f := range Formats() {
+		for _, fill := range []byte{0, 'x', '['} {
+			t.Run(fmt.Sprintf("%s/%q", f, fill), func(t *testing.T) {
+				t.Parallel()
+				ctx, cancel := context.WithCancel(context.Background())
+				defer cancel()
+				in := &endless{fill: fill, limit: 8 << 20, cancel: cancel}
+				d, err := NewDecoder(ctx, f, in, 0, time.Time{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				_, err = Run(ctx, matcher(t), d, io.Discard, Options{Output: OutputJSONL, All: true})
+				if !errors.Is(err, context.Canceled) {
+					t.Errorf("Run() = %v, want context.Canceled", err)
+				}
+				if after := in.n - in.limit; after > 1<<20 {
+					t.Errorf("read %d bytes after the cancellation", after)
+				}
+			})
+		}
+	}
+}
+
+// lazyLines yields n copies of line, generated as they are read, and
+// records how much output w had received when half of them were read.
+type lazyLines struct {
+	line, pending []byte
+	left, half    int
+	w             *countingWriter
+	seenAtHalf    int
+}
+
+func (l *lazyLines) Read(p []byte) (int, error) {
+	if len(l.pending) == 0 {
+		if l.left == 0 {
+			return 0, io.EOF
+		}
+		if l.left == l.half {
+			l.seenAtHalf = l.w.n
+		}
+		l.left--
+		l.pending = l.line
+	}
+	n := copy(p, l.pending)
+	l.pending = l.pending[n:]
+	return n, nil
+}
+
+type countingWriter struct{ n int }
+
+func (c *countingWriter) Write(p []byte) (int, error) { c.n += len(p); return len(p), nil }
+
+// TestTextStreams: the text table is written while the input is read, not
+// held until the end (a million matches used to take 800 MB).
+func TestTextStreams(t *testing.T) {
+	t.Parallel()
+	w := &countingWriter{}
+	const n = 20000
+	in := &lazyLines{line: []byte("bash: fork: retry: Resource temporarily unavailable\n"), left: n, half: n / 2, w: w}
+	d, err := NewDecoder(context.Background(), FormatLines, in, 0, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := Run(context.Background(), matcher(t), d, w, Options{Output: OutputText})
+	if err != nil || s.Matches != n {
+		t.Fatalf("Run() = %+v, %v", s, err)
+	}
+	if in.seenAtHalf < w.n/4 {
+		t.Errorf("%d of %d bytes of output were written when half the input was read; want the table to stream", in.seenAtHalf, w.n)
+	}
+}
+
+// TestFieldsCgroupSanitized: the cgroup a kernel message names is the
+// writer's text and is sanitized like the message.
+func TestFieldsCgroupSanitized(t *testing.T) {
+	t.Parallel()
+	in := `{"MESSAGE":"cgroup: fork rejected by pids controller in /evil\u001b[2J\u0007x","_TRANSPORT":"kernel","SYSLOG_FACILITY":"0"}` + "\n"
+	out, _ := runString(t, FormatJournalJSON, in, Options{Output: OutputJSONL}, 0)
+	rs := decodeResults(t, out)
+	if len(rs) != 1 || rs[0].Fields == nil {
+		t.Fatalf("results %+v", rs)
+	}
+	if c := rs[0].Fields.Cgroup; strings.ContainsFunc(c, unicode.IsControl) || !strings.HasPrefix(c, "/evil") {
+		t.Errorf("fields.cgroup = %q, want it without control characters", c)
+	}
+}
+
+// TestExportCorruptLengthCounted: a corrupt binary length in journal-export
+// is reported in place and counted as skipped, and the matches after it are
+// still found.
+func TestExportCorruptLengthCounted(t *testing.T) {
+	t.Parallel()
+	in := "MESSAGE\n\xff\xff\xff\xff\xff\xff\xff\x7fjunk\n\nMESSAGE=bash: fork: retry: Resource temporarily unavailable\n_PID=7\n\n"
+	out, sum := runString(t, FormatJournalExport, in, Options{Output: OutputJSONL, All: true}, 0)
+	rs := decodeResults(t, out)
+	if sum.Records != 2 || sum.Skipped != 1 || sum.Matches != 1 || len(rs) != 2 {
+		t.Fatalf("summary %+v, results %+v; want 2 records, 1 skipped, 1 match", sum, rs)
+	}
+	if rs[0].Line != 1 || !strings.Contains(rs[0].Error, "corrupt length") || rs[1].Line != 2 || rs[1].Signature != "ShellForkRetry" {
+		t.Errorf("results %+v", rs)
+	}
 }

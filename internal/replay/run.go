@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"strconv"
-	"text/tabwriter"
 	"time"
 
 	"github.com/pidpressure/pidpressure/internal/logline"
@@ -90,15 +89,14 @@ func Run(ctx context.Context, m *signature.Matcher, d Decoder, w io.Writer, opt 
 	s := Summary{BySignature: map[string]int{}}
 	bw := bufio.NewWriterSize(w, 64<<10)
 	var emit func(Result, logline.Line) error
-	flush := bw.Flush
 	switch opt.Output {
 	case OutputJSONL:
 		enc := json.NewEncoder(bw)
 		enc.SetEscapeHTML(false)
 		emit = func(r Result, _ logline.Line) error { return enc.Encode(r) }
 	case OutputText:
-		tw := tabwriter.NewWriter(bw, 0, 8, 2, ' ', 0)
-		if _, err := fmt.Fprintln(tw, "RECORD\tSIGNATURE\tFAMILY\tCLASS\tSTRENGTH\tTRUST\tORIGIN\tMESSAGE"); err != nil {
+		t := newTable(bw)
+		if err := t.row("RECORD", "SIGNATURE", "FAMILY", "CLASS", "STRENGTH", "TRUST", "ORIGIN", "MESSAGE"); err != nil {
 			return s, err
 		}
 		emit = func(r Result, l logline.Line) error {
@@ -112,18 +110,15 @@ func Run(ctx context.Context, m *signature.Matcher, d Decoder, w io.Writer, opt 
 			if !r.Match {
 				sig = "-"
 			}
-			_, err := fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Line, sig, dash(r.Family), dash(r.Class),
-				dash(r.Strength), dash(r.Trust), origin(l), msg)
-			return err
+			return t.row(strconv.Itoa(r.Line), sig, dash(r.Family), dash(r.Class), dash(r.Strength), dash(r.Trust), origin(l), msg)
 		}
-		flush = func() error { return errors.Join(tw.Flush(), bw.Flush()) }
 	default:
 		return s, fmt.Errorf("unknown output %q", opt.Output)
 	}
 	stream := m.NewStream()
 	for {
 		if err := ctx.Err(); err != nil {
-			return s, errors.Join(err, flush())
+			return s, errors.Join(err, bw.Flush())
 		}
 		l, n, err := d.Next()
 		if errors.Is(err, io.EOF) {
@@ -139,7 +134,7 @@ func Run(ctx context.Context, m *signature.Matcher, d Decoder, w io.Writer, opt 
 			continue
 		}
 		if err != nil {
-			return s, errors.Join(fmt.Errorf("reading record %d: %w", n+1, err), flush())
+			return s, errors.Join(fmt.Errorf("reading record %d: %w", n+1, err), bw.Flush())
 		}
 		s.Records++
 		h, ok := stream.Match(l)
@@ -160,7 +155,44 @@ func Run(ctx context.Context, m *signature.Matcher, d Decoder, w io.Writer, opt 
 			return s, err
 		}
 	}
-	return s, flush()
+	return s, bw.Flush()
+}
+
+// table writes the text output a row at a time, in columns of fixed widths,
+// so that it streams: a tabwriter would hold every row until the end (600 MB
+// for a million matches). The widths fit the built-in catalog's signature
+// IDs and families and the fixed sets of classes, strengths and trusts; a
+// longer cell (an extra signature, a long origin) keeps two spaces before
+// the next column and shifts the rest of its row.
+type table struct {
+	w      *bufio.Writer
+	widths []int
+}
+
+func newTable(w *bufio.Writer) *table {
+	sig, fam := len("SIGNATURE"), len("FAMILY")
+	for _, r := range signature.Builtin() {
+		sig, fam = max(sig, len(r.ID)), max(fam, len(r.Family))
+	}
+	strength := max(len(signature.Definitive), len(signature.Corroborate))
+	trust := max(len(logline.TrustKernel), len(logline.TrustAttributed), len(logline.TrustNone), len(logline.TrustForged))
+	return &table{w: w, widths: []int{len("RECORD"), sig, fam, len(signature.ClassProcess), strength, trust, originWidth}}
+}
+
+// originWidth is the ORIGIN column: "comm[pid] uid N unit" is often longer
+// and then shifts its message.
+const originWidth = 32
+
+func (t *table) row(cells ...string) error {
+	for i, c := range cells {
+		_, _ = t.w.WriteString(c) // a bufio.Writer keeps its first error for the next call
+		if i < len(t.widths) {
+			for range max(2, t.widths[i]+2-len(c)) {
+				_ = t.w.WriteByte(' ')
+			}
+		}
+	}
+	return t.w.WriteByte('\n')
 }
 
 func result(n int, l logline.Line, h signature.Hit) Result {
@@ -180,6 +212,9 @@ func result(n int, l logline.Line, h signature.Hit) Result {
 	}
 	if h.Fields != (signature.Fields{}) {
 		f := h.Fields
+		// The cgroup comes from the message: control characters in it are
+		// the writer's, sanitized as the message is.
+		f.Cgroup = logline.Sanitize(f.Cgroup, 512)
 		r.Fields = &f
 	}
 	if !l.Time.IsZero() {
