@@ -53,11 +53,11 @@ demo: controlplane
 test-short:
 	$(GO) test -short -count=1 ./...
 
-## bench: the benchmarks with their baselines, one package at a time so that none disturbs another (docs/benchmarks.md); ThreadScaling adds 20,000 threads for a few seconds
+## bench: the benchmarks with their baselines, one package at a time so that none disturbs another (docs/benchmarks.md); ThreadScaling adds 20,000 threads for a few seconds, MatchedLineScaling and Storm 5,000 sleeping processes, Storm a 30 s failure storm through a journald of its own
 .PHONY: bench
 bench:
 	$(GO) test -p 1 -run '^$$' -bench 'Matcher$$|NPDBaseline|RegexpList|NodeSample|Walk' -benchmem -count 1 ./internal/signature/ ./internal/headroom/
-	$(GO) test -p 1 -run '^$$' -bench 'Ratios|ThreadScaling|JournalIngest|IdleFootprint' -benchtime 1x -count 1 ./internal/signature/ ./internal/headroom/ ./internal/journal/ ./cmd/pidpressure/
+	$(GO) test -p 1 -run '^$$' -bench 'Ratios|ThreadScaling|JournalIngest|IdleFootprint|MatchedLineScaling|Storm' -benchtime 1x -count 1 ./internal/signature/ ./internal/headroom/ ./internal/journal/ ./cmd/pidpressure/ ./internal/agent/
 
 ## bench-e2e: failure-to-condition latency through a real kube-apiserver, this agent (E2E_RUNS each) against NPD's exec-based custom plugin (E2E_EXEC_RUNS each, up to 105 s a run) (docs/benchmarks.md; about 20 minutes; needs root)
 .PHONY: bench-e2e

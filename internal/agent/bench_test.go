@@ -50,11 +50,12 @@ func sleepers(tb testing.TB, n int) func() {
 	return stop
 }
 
-// nobodyProcess starts a process of UID 65534 with a finite RLIMIT_NPROC,
-// the origin of the lines: its user layer needs the tasks per UID.
+// nobodyProcess starts a process of UID 65534 with an RLIMIT_NPROC (1000)
+// below the node's task count, the origin of the lines: its user layer
+// needs the tasks per UID.
 func nobodyProcess(tb testing.TB) (pid int, stop func()) {
 	tb.Helper()
-	cmd := exec.Command("prlimit", "--nproc=50000:50000", "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "sleep", "3600")
+	cmd := exec.Command("prlimit", "--nproc=1000:1000", "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "sleep", "3600")
 	if err := cmd.Start(); err != nil {
 		tb.Skipf("setpriv: %v", err)
 	}

@@ -100,6 +100,9 @@ const maxAttrs = 1024
 // report without a new one.
 const freshSample = 100 * time.Millisecond
 
+// maxBatch bounds the reports judged before the condition is evaluated.
+const maxBatch = 1024
+
 // minCensusAge is the least time between two walks of /proc for failure
 // reports: whatever the line rate, the per-line cost does not grow with
 // the number of processes on the node.
@@ -178,6 +181,17 @@ func (d *Detector) Run(ctx context.Context) error {
 			return err
 		case r := <-src.Reports():
 			d.observe(r)
+			// In a storm, judge what is already waiting before evaluating:
+			// the condition and the Events are evaluated once per batch,
+			// not once per line.
+			for more, n := true, 0; more && n < maxBatch; n++ {
+				select {
+				case r := <-src.Reports():
+					d.observe(r)
+				default:
+					more = false
+				}
+			}
 			d.evaluate(false)
 		case now := <-tick.C():
 			if !now.Before(nextSample) {

@@ -182,6 +182,19 @@ func (s *Sources) deliver(r Report) {
 	}
 }
 
+// deliverWait delivers r, waiting while the consumer is behind. The journal
+// keeps what it has not been read: its source waits rather than drop a
+// line, and reads on when the detector has caught up. (The kernel's ring
+// does not wait for a slow reader, so kmsg drops and counts instead.)
+func (s *Sources) deliverWait(ctx context.Context, r Report) error {
+	select {
+	case s.out <- r:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 // Run starts every enabled source and blocks until ctx is done. A source
 // that is not supported here is logged and left off; one that fails is
 // restarted with capped backoff. It returns nil when ctx is cancelled.
@@ -323,7 +336,9 @@ func (s *Sources) runJournal(ctx context.Context, cursor string) error {
 			if l.Origin.Transport != "kernel" || !s.healthy[srcKmsg].Load() {
 				h.Trust = l.Trust(h.Kernel)
 				s.stats.Matches.Add(1)
-				s.deliver(Report{Kind: KindMatch, Time: s.clock.Now(), Line: l, Hit: h})
+				if err := s.deliverWait(ctx, Report{Kind: KindMatch, Time: s.clock.Now(), Line: l, Hit: h}); err != nil {
+					return err
+				}
 				// A delivered match is recorded and saved at once, so that a
 				// restart, even after a crash, does not report it again.
 				s.recordCursor(src)

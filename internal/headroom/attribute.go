@@ -92,7 +92,10 @@ func Attribute(root hostfs.Root, n Node, hs []Hierarchy, o Origin, census func()
 	}
 	if pid > 0 {
 		if u, err := readUser(root, pid); err == nil {
-			if u.needsCount() {
+			// A user cannot own more tasks than the node has: when the
+			// whole host (the initial PID namespace) has fewer than the
+			// soft limit, the user layer cannot bind and needs no count.
+			if u.needsCount() && (n.Namespace != "initial" || n.Tasks >= u.Soft.Value) {
 				u.count(scan())
 			}
 			a.User = &u

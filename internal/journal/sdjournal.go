@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"strconv"
 	"strings"
 	"sync"
@@ -29,7 +30,13 @@ type Source struct {
 	mu     sync.RWMutex
 	j      *sdjournal.Journal
 	closed atomic.Bool
-	stats  struct {
+	// cursor is the current entry's cursor when Fill has read it ("" when
+	// it has not): the caller records it for every matched line.
+	cursor atomic.Pointer[string]
+	// ids are the trusted fields last read for each process (Fill), by
+	// _PID; only Fill uses them, from the reading goroutine.
+	ids   map[string]identity
+	stats struct {
 		readErrors, entries, invalidations atomic.Uint64
 		cursorLost                         atomic.Bool
 		unreadable                         atomic.Pointer[error]
@@ -164,6 +171,7 @@ func (s *Source) next() (logline.Line, bool, error) {
 	if err != nil || n == 0 {
 		return logline.Line{}, false, err
 	}
+	s.cursor.Store(nil)
 	if s.opt.Lazy {
 		// Only the message: Fill reads the rest for the lines that need it.
 		// GetData returns "MESSAGE=…"; slicing the prefix off spares the
@@ -211,15 +219,74 @@ func (s *Source) Fill(l *logline.Line) error {
 	if s.closed.Load() {
 		return ErrClosed
 	}
-	e, err := s.read(Fields())
+	us, err := s.j.GetRealtimeUsec()
 	if err != nil {
-		return err
+		return fmt.Errorf("reading the entry's time: %w", err)
 	}
-	if us, err := s.j.GetRealtimeUsec(); err == nil {
-		e[FieldRealtime] = strconv.FormatUint(us, 10)
+	// In a storm one process writes thousands of lines a second. Its
+	// trusted fields are read whole once and serve its next lines for
+	// identityTTL (journald itself refreshes a client's metadata at most
+	// once a second, journald-context.c): two fields a line instead of the
+	// whole entry. Kernel records are always read whole.
+	pid, perr := s.j.GetDataValue(FieldPID)
+	transport, terr := s.j.GetDataValue(FieldTransport)
+	if perr == nil && terr == nil && transport != "kernel" {
+		if id, ok := s.ids[pid]; ok && us >= id.realtime && us-id.realtime <= uint64(identityTTL/time.Microsecond) {
+			e := make(Entry, len(id.fields)+4)
+			maps.Copy(e, id.fields)
+			e[FieldMessage], e[FieldPID], e[FieldTransport] = l.Message, pid, transport
+			e[FieldRealtime] = strconv.FormatUint(us, 10)
+			*l = Translate(e)
+			return nil
+		}
+	}
+	// One pass over the entry's fields: sd_journal_get_data looks a field
+	// up by walking the entry's fields, so reading the dozen a line needs
+	// one by one walks them a dozen times.
+	je, err := s.j.GetEntry()
+	if err != nil {
+		return fmt.Errorf("reading the entry: %w", err)
+	}
+	e := make(Entry, len(Fields()))
+	for _, f := range Fields() {
+		if v, ok := je.Fields[f]; ok {
+			e[f] = v
+		}
+	}
+	e[FieldRealtime] = strconv.FormatUint(je.RealtimeTimestamp, 10)
+	s.cursor.Store(&je.Cursor)
+	if perr == nil && terr == nil && transport != "kernel" {
+		s.remember(pid, e, je.RealtimeTimestamp)
 	}
 	*l = Translate(e)
 	return nil
+}
+
+// identityTTL is how long a process's trusted fields serve its next lines.
+const identityTTL = time.Second
+
+// maxIdentities bounds the processes whose trusted fields are kept.
+const maxIdentities = 256
+
+// identity is a process's trusted fields and when they were read (the
+// entry's realtime, in microseconds).
+type identity struct {
+	fields   Entry
+	realtime uint64
+}
+
+// remember keeps the trusted fields of process pid read from e.
+func (s *Source) remember(pid string, e Entry, realtime uint64) {
+	if s.ids == nil || len(s.ids) >= maxIdentities {
+		s.ids = make(map[string]identity, maxIdentities)
+	}
+	id := identity{fields: make(Entry, 6), realtime: realtime}
+	for _, f := range []string{FieldUID, FieldComm, FieldExe, FieldUnit, FieldCgroup, FieldBootID} {
+		if v, ok := e[f]; ok {
+			id.fields[f] = v
+		}
+	}
+	s.ids[pid] = id
 }
 
 // contextScan bounds how far back Context looks.
@@ -294,6 +361,9 @@ func (s *Source) Cursor() (string, error) {
 	defer s.mu.RUnlock()
 	if s.closed.Load() {
 		return "", ErrClosed
+	}
+	if c := s.cursor.Load(); c != nil {
+		return *c, nil
 	}
 	return s.j.GetCursor()
 }

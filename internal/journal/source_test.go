@@ -360,3 +360,58 @@ func TestVacuumUnderTheReader(t *testing.T) {
 		t.Errorf("resumed at %q, want the nearest surviving entry, vac 100", got[0])
 	}
 }
+
+// TestFillKeepsEachProcessItsOwnIdentity: Fill reads a process's trusted
+// fields whole once and reuses them for its next lines within a second.
+// Lines of several processes interleaved — root's, then a non-root
+// logger's, then root's again — each keep their own process's identity.
+func TestFillKeepsEachProcessItsOwnIdentity(t *testing.T) {
+	s := openSource(t, SourceOptions{Lazy: true})
+	if _, err := exec.LookPath("setpriv"); err != nil {
+		t.Skip("setpriv not installed")
+	}
+	mark := marker(t)
+	journald.Cat(t, "pptest", mark+" a1", mark+" a2", mark+" a3")
+	cmd := exec.Command("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+		"logger", "-u", "/run/systemd/journal/dev-log", "-t", "pptest", mark+" b1")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("logger: %v: %s", err, out)
+	}
+	journald.Cat(t, "pptest", mark+" c1")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	got := map[string]logline.Line{}
+	for len(got) < 5 {
+		l, err := s.Next(ctx)
+		if err != nil {
+			t.Fatalf("after %d lines: %v", len(got), err)
+		}
+		if !strings.Contains(l.Message, mark) {
+			continue
+		}
+		if err := s.Fill(&l); err != nil {
+			t.Fatal(err)
+		}
+		got[strings.TrimPrefix(l.Message, mark+" ")] = l
+	}
+	a1, a2, a3, b1, c1 := got["a1"], got["a2"], got["a3"], got["b1"], got["c1"]
+	for _, l := range []logline.Line{a2, a3} {
+		if l.Origin != a1.Origin {
+			t.Errorf("%q origin %+v, want the same process as a1 %+v", l.Message, l.Origin, a1.Origin)
+		}
+	}
+	if a1.Origin.UID != 0 || a1.Origin.PID <= 0 || a1.Origin.Transport != "stdout" {
+		t.Errorf("a1 origin %+v", a1.Origin)
+	}
+	if b1.Origin.UID != 65534 || b1.Origin.Transport != "syslog" || b1.Origin.PID == a1.Origin.PID {
+		t.Errorf("b1 origin %+v, want UID 65534 of its own process", b1.Origin)
+	}
+	if c1.Origin.UID != 0 || c1.Origin.PID == a1.Origin.PID || c1.Origin.PID == b1.Origin.PID {
+		t.Errorf("c1 origin %+v, want root's third process", c1.Origin)
+	}
+	for k, l := range got {
+		if l.Time.IsZero() {
+			t.Errorf("%s has no time", k)
+		}
+	}
+}
