@@ -175,4 +175,3 @@ func waitUntil(tb testing.TB, limit time.Duration, what string, cond func() bool
 		time.Sleep(20 * time.Millisecond)
 	}
 }
-
