@@ -38,10 +38,10 @@ test: controlplane tools
 	$(GO) test -race -count=1 ./...
 	$(MAKE) --no-print-directory test-e2e
 
-## test-e2e: the end-to-end tests alone (internal/e2e, its own module: real etcd, kube-apiserver, kubectl, journald, PID namespaces and cgroups; the deploy manifests rendered by helm and kustomize, applied, and RBAC and admission proven; needs root)
+## test-e2e: the end-to-end tests alone (internal/e2e, its own module: real etcd, kube-apiserver, kubectl, journald, PID namespaces and cgroups; the deploy manifests rendered by helm and kustomize, applied, and RBAC and admission proven; the alerts unit-tested with promtool; needs root)
 .PHONY: test-e2e
 test-e2e: controlplane tools
-	cd internal/e2e && KUBEBUILDER_ASSETS=$(CP_DIR) HELM=$(HELM) KUSTOMIZE=$(KUSTOMIZE) $(GO) test -count=1 -timeout 20m -v ./...
+	cd internal/e2e && KUBEBUILDER_ASSETS=$(CP_DIR) HELM=$(HELM) KUSTOMIZE=$(KUSTOMIZE) PROMTOOL=$(PROMTOOL) $(GO) test -count=1 -timeout 20m -v ./...
 
 ## demo: the incident end to end for a newcomer: a real kube-apiserver, a Node, the agent, a PID namespace exhausted for real, kubectl describe node; exits 1 if the condition did not appear (needs root)
 .PHONY: demo
@@ -98,9 +98,18 @@ $(KUSTOMIZE):
 	@mkdir -p $(CACHE)/bin
 	flock $(CACHE)/bin/.kustomize.lock sh -c 'test -x $@ || { GOBIN=$(CACHE)/bin/.kustomize $(GO) install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION) && mv $(CACHE)/bin/.kustomize/kustomize $@; }'
 
-## tools: build (once, cached) helm and kustomize for the deploy checks
+# promtool for the alerts' unit tests (promtool test rules), built from the
+# module proxy (Prometheus v3.16.0's Go module is v0.316.0).
+PROMTOOL_VERSION := v0.316.0
+PROMTOOL  := $(CACHE)/bin/promtool-$(PROMTOOL_VERSION)
+
+$(PROMTOOL):
+	@mkdir -p $(CACHE)/bin
+	flock $(CACHE)/bin/.promtool.lock sh -c 'test -x $@ || { GOBIN=$(CACHE)/bin/.promtool $(GO) install github.com/prometheus/prometheus/cmd/promtool@$(PROMTOOL_VERSION) && mv $(CACHE)/bin/.promtool/promtool $@; }'
+
+## tools: build (once, cached) helm, kustomize and promtool for the deploy checks
 .PHONY: tools
-tools: $(HELM) $(KUSTOMIZE)
+tools: $(HELM) $(KUSTOMIZE) $(PROMTOOL)
 
 ## lint: golangci-lint (built from the module proxy and cached under ~/.cache/pidpressure)
 .PHONY: lint

@@ -27,8 +27,8 @@ import (
 	"github.com/pidpressure/pidpressure/internal/e2e/testenv"
 )
 
-// tool finds helm or kustomize: $HELM / $KUSTOMIZE (make test-e2e builds
-// them from the module proxy), else PATH.
+// tool finds helm, kustomize or promtool: $HELM, $KUSTOMIZE, $PROMTOOL
+// (make test-e2e builds them from the module proxy), else PATH.
 func tool(t *testing.T, name string) string {
 	t.Helper()
 	if p := os.Getenv(strings.ToUpper(name)); p != "" {
@@ -36,7 +36,7 @@ func tool(t *testing.T, name string) string {
 	}
 	p, err := exec.LookPath(name)
 	if err != nil {
-		t.Fatalf("%s not found: run make tools (it builds helm and kustomize into ~/.cache/pidpressure/bin) or set %s", name, strings.ToUpper(name))
+		t.Fatalf("%s not found: run make tools (it builds helm, kustomize and promtool into ~/.cache/pidpressure/bin) or set %s", name, strings.ToUpper(name))
 	}
 	return p
 }
