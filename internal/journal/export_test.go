@@ -121,10 +121,11 @@ func TestCapturedTrust(t *testing.T) {
 	}
 }
 
-func binaryField(name string, value string) string {
+// binaryMessage is a MESSAGE field in the export format's binary form.
+func binaryMessage(value string) string {
 	var n [8]byte
 	binary.LittleEndian.PutUint64(n[:], uint64(len(value)))
-	return name + "\n" + string(n[:]) + value + "\n"
+	return "MESSAGE\n" + string(n[:]) + value + "\n"
 }
 
 func TestExportReader(t *testing.T) {
@@ -140,8 +141,8 @@ func TestExportReader(t *testing.T) {
 		{name: "one entry no trailing blank", in: "MESSAGE=a\n_PID=1", want: []Entry{{"MESSAGE": "a", "_PID": "1"}}},
 		{name: "two entries and extra blanks", in: "\n\nMESSAGE=a\n\n\nMESSAGE=b\n\n", want: []Entry{{"MESSAGE": "a"}, {"MESSAGE": "b"}}},
 		{name: "value with equals", in: "MESSAGE=a=b\n\n", want: []Entry{{"MESSAGE": "a=b"}}},
-		{name: "binary", in: binaryField("MESSAGE", "a\nb\x00c") + "\n", want: []Entry{{"MESSAGE": "a\nb\x00c"}}},
-		{name: "binary too large skipped", in: binaryField("MESSAGE", long) + "\nMESSAGE=next\n\n", want: []Entry{{"MESSAGE": "next"}}, wantBad: 1},
+		{name: "binary", in: binaryMessage("a\nb\x00c") + "\n", want: []Entry{{"MESSAGE": "a\nb\x00c"}}},
+		{name: "binary too large skipped", in: binaryMessage(long) + "\nMESSAGE=next\n\n", want: []Entry{{"MESSAGE": "next"}}, wantBad: 1},
 		{name: "line too long skipped", in: "MESSAGE=" + long + "\n\nMESSAGE=next\n\n", want: []Entry{{"MESSAGE": "next"}}, wantBad: 1},
 		{name: "truncated length", in: "MESSAGE\n\x01\x00", wantBad: 1},
 		{name: "truncated value", in: "MESSAGE\n\x10\x00\x00\x00\x00\x00\x00\x00abc", wantBad: 1},
@@ -160,7 +161,7 @@ func TestExportReader(t *testing.T) {
 			want: []Entry{{"MESSAGE": "next"}}, wantBad: 1},
 		{name: "two corrupt entries", in: "A\n\x05\x00\x00\x00\x00\x00\x00\x00x\n\nMESSAGE=b\n\nB\n\xff\xff\xff\xff\xff\xff\xff\xff\n\nMESSAGE=c\n\n",
 			want: []Entry{{"MESSAGE": "b"}, {"MESSAGE": "c"}}, wantBad: 2},
-		{name: "over the limit but believable", in: binaryField("MESSAGE", long+"\n\nMESSAGE=forged\n\n") + "_PID=1\n\nMESSAGE=next\n\n",
+		{name: "over the limit but believable", in: binaryMessage(long+"\n\nMESSAGE=forged\n\n") + "_PID=1\n\nMESSAGE=next\n\n",
 			want: []Entry{{"MESSAGE": "next"}}, wantBad: 1},
 	}
 	for _, tt := range tests {
@@ -183,8 +184,8 @@ func TestExportReader(t *testing.T) {
 func TestExportLongBinaryValue(t *testing.T) {
 	t.Parallel()
 	v := strings.Repeat("x", peekMax+100)
-	good := binaryField("MESSAGE", v) + "\n"
-	bad := strings.TrimSuffix(binaryField("MESSAGE", v), "\n") + "Y\n\n"
+	good := binaryMessage(v) + "\n"
+	bad := strings.TrimSuffix(binaryMessage(v), "\n") + "Y\n\n"
 	got, errs := readAll(t, NewExportReader(strings.NewReader(good+bad+"MESSAGE=next\n\n"), 1<<20).Next)
 	if diff := cmp.Diff([]Entry{{"MESSAGE": v}, {"MESSAGE": "next"}}, got); diff != "" {
 		t.Errorf("entries mismatch (-want +got):\n%s", diff)
@@ -250,7 +251,7 @@ func TestTranslate(t *testing.T) {
 }
 
 func FuzzExportReader(f *testing.F) {
-	f.Add("MESSAGE=a\n_PID=1\n\n" + binaryField("MESSAGE", "x\ny"))
+	f.Add("MESSAGE=a\n_PID=1\n\n" + binaryMessage("x\ny"))
 	f.Add("MESSAGE\n\xff\xff\xff\xff\xff\xff\xff\x7f")
 	f.Fuzz(func(t *testing.T, in string) {
 		r := NewExportReader(strings.NewReader(in), 1024)

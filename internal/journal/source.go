@@ -137,7 +137,7 @@ func isMachineID(name string) bool {
 		return false
 	}
 	for _, c := range name {
-		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') && (c < 'A' || c > 'F') {
 			return false
 		}
 	}
