@@ -163,15 +163,3 @@ func BenchmarkStorm(b *testing.B) {
 		b.Errorf("detector: %v", err)
 	}
 }
-
-// waitUntil polls cond until it holds or the limit passes.
-func waitUntil(tb testing.TB, limit time.Duration, what string, cond func() bool) {
-	tb.Helper()
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("timed out after %v waiting for %s", limit, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
