@@ -57,15 +57,7 @@ func TestKeepTop(t *testing.T) {
 func TestCgroupPIDs(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	write := func(rel, content string) {
-		p := filepath.Join(dir, rel)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	write := func(rel, content string) { writeTree(t, dir, map[string]string{rel: content}) }
 	write("pod/cgroup.procs", "")
 	write("pod/c1/cgroup.procs", "10\n11\n")
 	write("pod/c2/cgroup.procs", "12\n")
@@ -89,15 +81,7 @@ func TestCgroupPIDs(t *testing.T) {
 func TestWalkGroupsProcessesByName(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	write := func(rel, content string) {
-		p := filepath.Join(dir, rel)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	write := func(rel, content string) { writeTree(t, dir, map[string]string{rel: content}) }
 	status := func(name string, threads int) string {
 		return "Name:\t" + name + "\nState:\tS (sleeping)\nPPid:\t1\nUid:\t0\t0\t0\t0\nThreads:\t" + strconv.Itoa(threads) + "\n"
 	}
@@ -114,5 +98,19 @@ func TestWalkGroupsProcessesByName(t *testing.T) {
 	want := "top consumers: bash (300 processes) 300 tasks, java (pid 42) 200 tasks, sshd (pid 43) 1 tasks"
 	if got != want {
 		t.Errorf("Consumers() = %q, want %q", got, want)
+	}
+}
+
+// writeTree writes files (path relative to dir: content) under dir.
+func writeTree(t *testing.T, dir string, files map[string]string) {
+	t.Helper()
+	for rel, content := range files {
+		p := filepath.Join(dir, rel)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
