@@ -108,6 +108,10 @@ const maxBatch = 1024
 // the number of processes on the node.
 const minCensusAge = 5 * time.Second
 
+// minCensusGap is the least time between two walks of /proc when the node
+// has moved since the last.
+const minCensusGap = 500 * time.Millisecond
+
 // censusParents bounds the zombie parents a census keeps (their trend is
 // followed from one census to the next).
 const censusParents = 64
@@ -203,7 +207,7 @@ func (d *Detector) Run(ctx context.Context) error {
 					// While the node is short of PIDs its message names the
 					// top consumers: keep them fresh.
 					if cond.Status || n.UsedPercent >= d.cfg.Verdict.WarningPercent {
-						d.censusFor(now)
+						d.censusFor(now, n)
 					}
 				} else {
 					d.log.Warn("node headroom sample failed", "err", err)
@@ -294,8 +298,13 @@ func (d *Detector) lineFailure(r Report) verdict.Failure {
 		o.PID = 0
 	}
 	now := d.clock.Now()
-	a := d.attribute(o, d.peakAround(l.Time), now)
+	node := d.peakAround(l.Time)
+	a := d.attribute(o, node, now)
 	switch {
+	case a.Layer == headroom.LayerNode:
+		// The node's message names its top consumers: count them now if
+		// the node has moved since they were counted.
+		d.censusFor(now, node)
 	case a.Layer == headroom.LayerCgroup && a.Cgroup != nil:
 		d.members.remember(o.PID, *a.Cgroup, now)
 	case a.Layer == headroom.LayerNone && o.PID > 0:
@@ -330,7 +339,7 @@ func (d *Detector) attribute(o headroom.Origin, n headroom.Node, now time.Time) 
 	}
 	// Only a non-root UID with a finite RLIMIT_NPROC needs the tasks per
 	// UID: the census is taken (at most once per minCensusAge) only then.
-	a := headroom.Attribute(d.cfg.Sources.Root, n, d.hs, o, func() *headroom.Scan { return d.censusFor(now) })
+	a := headroom.Attribute(d.cfg.Sources.Root, n, d.hs, o, func() *headroom.Scan { return d.censusFor(now, n) })
 	if d.attrs == nil || len(d.attrs) >= maxAttrs {
 		d.attrs = make(map[attrKey]attrAt)
 	}
@@ -373,10 +382,15 @@ func (d *Detector) refusedSince(c headroom.Cgroup) uint64 {
 	return c.Rejected
 }
 
-// censusFor returns a census no older than minCensusAge at now, walking
-// /proc (without the lock) only when the last one is older.
-func (d *Detector) censusFor(now time.Time) *headroom.Scan {
-	if d.censusAt.IsZero() || now.Sub(d.censusAt) >= minCensusAge {
+// censusFor returns a census that describes the node n at now: one no
+// older than minCensusAge, or than minCensusGap when the node's task count
+// has moved by more than a tenth of its limit since (a storm that starts
+// right after a census makes it stale at once). It walks /proc (without the
+// lock) only then.
+func (d *Detector) censusFor(now time.Time, n headroom.Node) *headroom.Scan {
+	age := now.Sub(d.censusAt)
+	moved := max(n.Tasks, d.census.Tasks)-min(n.Tasks, d.census.Tasks) > n.Limit/10
+	if d.censusAt.IsZero() || age >= minCensusAge || (moved && age >= minCensusGap) {
 		d.takeCensus(false)
 	}
 	return &d.census
