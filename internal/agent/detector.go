@@ -271,20 +271,25 @@ func (d *Detector) observe(r Report) {
 	d.mu.Unlock()
 }
 
-// peakAround is the fullest node sample around t (now when t is zero): the
-// one a failure at t is judged against (Correlator.PeakAround says why).
+// peakAround is the node sample a failure written at t (now when zero) is
+// judged against: the fullest of those around t and of the last moments
+// (Correlator.PeakAround and Peak say why). A line read late is judged as
+// the lines around it were; one read at once, by the last moments, in which
+// the process that failed often released what it held.
 func (d *Detector) peakAround(t time.Time) headroom.Node {
 	now := d.clock.Now()
 	if t.IsZero() || t.After(now) {
 		t = now
 	}
+	span := 2 * d.cfg.SampleInterval
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	n, ok := d.corr.PeakAround(t, 2*d.cfg.SampleInterval)
-	if !ok {
-		n, _ = d.corr.Peak(2 * d.cfg.SampleInterval)
+	around, okAround := d.corr.PeakAround(t, span)
+	recent, okRecent := d.corr.Peak(span)
+	if !okAround || (okRecent && recent.Free() <= around.Free()) {
+		return recent
 	}
-	return n
+	return around
 }
 
 // lineFailure attributes a matched line.

@@ -14,11 +14,15 @@ var (
 	describeTime   = regexp.MustCompile(`[A-Z][a-z]{2}, \d{1,2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} [+-]\d{4}`)
 	describeNumber = regexp.MustCompile(`\d+(\.\d+)?`)
 	describeHex    = regexp.MustCompile(`[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}`)
+	// The top consumers end a node-level message; who they are depends on
+	// the moment of the census (which programs of the test had started).
+	describeConsumers = regexp.MustCompile(`; top consumers: .*$`)
 )
 
-// normalize masks times, UIDs and numbers and collapses the column
-// padding, which follows the widest cell.
+// normalize masks times, UIDs, numbers and the list of top consumers, and
+// collapses the column padding, which follows the widest cell.
 func normalize(line string) string {
+	line = describeConsumers.ReplaceAllString(line, "; top consumers: <consumers>")
 	line = describeTime.ReplaceAllString(line, "<time>")
 	line = describeHex.ReplaceAllString(line, "<uid>")
 	line = describeNumber.ReplaceAllString(line, "N")
