@@ -70,54 +70,6 @@ type Event struct {
 	LastTime  time.Time `json:"lastTime"`
 }
 
-// Config holds the thresholds.
-type Config struct {
-	// WarningPercent of the node limit turns the condition True (PIDHeadroomLow).
-	WarningPercent float64
-	// RecoveryPercent: the condition turns False only below it.
-	RecoveryPercent float64
-	// QuietPeriod: and only after this long without a reason to be True.
-	QuietPeriod time.Duration
-	// FailureWindow: a node-level failure keeps PIDExhausted this long.
-	FailureWindow time.Duration
-	// TrendWindow is the span of samples the trend is fitted over.
-	TrendWindow time.Duration
-	// Horizon: a predicted exhaustion within it is PIDExhaustionPredicted.
-	Horizon time.Duration
-	// MinTrendSamples and MinTrendGrowth keep the prediction off noise and
-	// tiny numbers: the fit needs that many samples and that many tasks of
-	// growth over its span.
-	MinTrendSamples int
-	MinTrendGrowth  uint64
-	// EventInterval: a subject's repeats are announced at most once per it.
-	EventInterval time.Duration
-	// MaxSubjects announced per interval per reason; the rest are folded
-	// into one event per reason.
-	MaxSubjects int
-	// ZombieThreshold: a parent holding this many zombies is announced.
-	ZombieThreshold uint64
-	// MaxMessage bounds messages (bytes).
-	MaxMessage int
-}
-
-// DefaultConfig returns the defaults.
-func DefaultConfig() Config {
-	return Config{
-		WarningPercent:  85,
-		RecoveryPercent: 80,
-		QuietPeriod:     5 * time.Minute,
-		FailureWindow:   2 * time.Minute,
-		TrendWindow:     10 * time.Minute,
-		Horizon:         30 * time.Minute,
-		MinTrendSamples: 6,
-		MinTrendGrowth:  500,
-		EventInterval:   5 * time.Minute,
-		MaxSubjects:     5,
-		ZombieThreshold: 50,
-		MaxMessage:      1024,
-	}
-}
-
 // Failure is one observed failure to create a task (a matched log line or a
 // pids.events increase), with the limit it was attributed to at that moment.
 type Failure struct {
@@ -140,12 +92,6 @@ type Failure struct {
 type sample struct {
 	t time.Time
 	n headroom.Node
-}
-
-type agg struct {
-	ev           Event
-	pending      int
-	lastAnnounce time.Time
 }
 
 // Correlator holds the verdict. It is not safe for concurrent use.
@@ -177,31 +123,6 @@ type Correlator struct {
 	window    time.Time           // start of the current interval
 	out       []Event
 	tally     map[EventReason]*Tally
-}
-
-// Tally counts what happened to a reason's occurrences: announced at once
-// as a new Event, folded into an existing Event's count, and the summaries
-// ("N times since …") announced later for the folded ones.
-type Tally struct {
-	Announced, Aggregated, Summaries uint64
-}
-
-// Tally returns the counts per reason since the correlator was created.
-func (c *Correlator) Tally() map[EventReason]Tally {
-	out := make(map[EventReason]Tally, len(c.tally))
-	for r, t := range c.tally {
-		out[r] = *t
-	}
-	return out
-}
-
-func (c *Correlator) count(r EventReason) *Tally {
-	t := c.tally[r]
-	if t == nil {
-		t = &Tally{}
-		c.tally[r] = t
-	}
-	return t
 }
 
 // Prediction returns the time until the binding node limit is reached at
@@ -339,74 +260,6 @@ func (c *Correlator) Observe(f Failure) {
 	}
 }
 
-// atLimit says how a cgroup met its pids.max, called limit, in words that
-// do not depend on whether the tasks that hit it are still there (a process
-// often dies of the failure before its line is read): "reached its TasksMax
-// (pids.max 12 of /system.slice/kubelet.service): 20 forks refused, 0 tasks
-// now".
-func atLimit(cg *headroom.Cgroup, limit string) string {
-	return fmt.Sprintf("reached its %s (pids.max %d of %s): %d forks refused, %d tasks now", limit, cg.Max.Value, cg.Path, cg.Rejected, cg.Current)
-}
-
-// ObserveZombies takes a zombie census (the parents holding zombies, most
-// first) and announces the parents holding at least the threshold, with the
-// trend since the previous census.
-func (c *Correlator) ObserveZombies(parents []headroom.ZombieParent) {
-	now := c.clock.Now()
-	prev, prevAt := c.zombies, c.zombiesAt
-	c.zombies, c.zombiesAt = make(map[int]uint64, len(parents)), now
-	for _, z := range parents {
-		c.zombies[z.PID] = z.Zombies
-		if z.Zombies < c.cfg.ZombieThreshold {
-			continue
-		}
-		where := z.Cgroup
-		if z.Pod != nil {
-			where = "pod " + z.Pod.String()
-		}
-		if where == "" {
-			where = "cgroup unknown"
-		}
-		c.event(EventZombiesAccumulating, fmt.Sprintf("pid %d", z.PID), fmt.Sprintf("%s (pid %d, %s) holds %d zombie processes%s, each taking a PID: it does not reap its children",
-			z.Comm, z.PID, where, z.Zombies, zombieTrend(prev, prevAt, z, now)), true)
-	}
-}
-
-// zombieTrend says how a parent's zombies changed since the previous
-// census: " (up 30 in 1m0s)", " (none at the last census 1m0s ago)", "".
-func zombieTrend(prev map[int]uint64, prevAt time.Time, z headroom.ZombieParent, now time.Time) string {
-	if prev == nil {
-		return ""
-	}
-	ago := now.Sub(prevAt).Round(time.Second)
-	before, ok := prev[z.PID]
-	switch {
-	case !ok:
-		return fmt.Sprintf(" (new since the census %s ago)", ago)
-	case z.Zombies > before:
-		return fmt.Sprintf(" (up %d in %s)", z.Zombies-before, ago)
-	case z.Zombies < before:
-		return fmt.Sprintf(" (down %d in %s)", before-z.Zombies, ago)
-	}
-	return fmt.Sprintf(" (unchanged in %s)", ago)
-}
-
-// ObserveAudit announces the start-up audit's warnings (as Normal events for
-// info findings).
-func (c *Correlator) ObserveAudit(findings []headroom.Finding) {
-	for _, f := range findings {
-		c.event(EventPIDLimitMisconfigured, f.Check, f.Message+"; "+f.Remedy, f.Severity != headroom.SeverityInfo)
-	}
-}
-
-// subjectOf names the subject of a failure for aggregation.
-func subjectOf(f Failure) string {
-	if f.Who != "" {
-		return f.Who
-	}
-	return "node"
-}
-
 func isNodeUnit(u string) bool {
 	for _, n := range headroom.NodeUnits() {
 		if n == u {
@@ -414,46 +267,6 @@ func isNodeUnit(u string) bool {
 		}
 	}
 	return false
-}
-
-// event records one occurrence of (reason, subject) and queues an Event
-// when it is new and the per-interval cap allows.
-func (c *Correlator) event(reason EventReason, subject, msg string, warning bool) {
-	now := c.clock.Now()
-	c.rollWindow(now)
-	key := string(reason) + "|" + subject
-	a := c.aggs[key]
-	if a == nil {
-		if c.announced[reason] >= c.cfg.MaxSubjects {
-			// Too many subjects this interval: fold into one per reason.
-			subject = "other subjects"
-			msg = "more " + string(reason) + " events than can be announced separately; see the agent's metrics and pidpressure diagnose"
-			key = string(reason) + "|" + subject
-			a = c.aggs[key]
-		}
-	}
-	if a == nil {
-		a = &agg{ev: Event{Reason: reason, Warning: warning, Subject: subject, FirstTime: now}}
-		c.aggs[key] = a
-		c.announced[reason]++
-		a.ev.Count, a.ev.LastTime, a.ev.Message = 1, now, c.clip(msg)
-		a.lastAnnounce = now
-		c.out = append(c.out, a.ev)
-		c.count(reason).Announced++
-		return
-	}
-	c.count(a.ev.Reason).Aggregated++
-	a.ev.Count++
-	a.ev.LastTime = now
-	a.ev.Message = c.clip(msg)
-	a.pending++
-}
-
-func (c *Correlator) rollWindow(now time.Time) {
-	if now.Sub(c.window) >= c.cfg.EventInterval {
-		c.window = now
-		clear(c.announced)
-	}
 }
 
 func (c *Correlator) clip(s string) string { return logline.Sanitize(s, c.cfg.MaxMessage) }
@@ -523,63 +336,6 @@ func (c *Correlator) Evaluate() (Condition, []Event) {
 	return c.cond, events
 }
 
-// Snapshot is what of the verdict survives a restart: the condition (and its
-// transition time), the evidence behind it, and the event aggregation, so
-// that a restart neither flips the condition nor announces again what was
-// announced within the interval.
-type Snapshot struct {
-	Condition       Condition       `json:"condition"`
-	LastBad         time.Time       `json:"lastBad"`
-	LastNodeFailure time.Time       `json:"lastNodeFailure"`
-	NodeFailureMsg  string          `json:"nodeFailureMessage,omitempty"`
-	LastUnitFailure time.Time       `json:"lastUnitFailure"`
-	UnitFailureMsg  string          `json:"unitFailureMessage,omitempty"`
-	Events          []SnapshotEvent `json:"events,omitempty"`
-	Window          time.Time       `json:"window"`
-}
-
-// SnapshotEvent is one aggregation in a Snapshot.
-type SnapshotEvent struct {
-	Event        Event     `json:"event"`
-	Pending      int       `json:"pending"`
-	LastAnnounce time.Time `json:"lastAnnounce"`
-}
-
-// Snapshot returns the state to persist.
-func (c *Correlator) Snapshot() Snapshot {
-	s := Snapshot{
-		Condition: c.cond, LastBad: c.lastBad,
-		LastNodeFailure: c.lastNodeFailure, NodeFailureMsg: c.nodeFailureMsg,
-		LastUnitFailure: c.lastUnitFailure, UnitFailureMsg: c.unitFailureMsg,
-		Window: c.window,
-	}
-	keys := make([]string, 0, len(c.aggs))
-	for k := range c.aggs {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		a := c.aggs[k]
-		s.Events = append(s.Events, SnapshotEvent{Event: a.ev, Pending: a.pending, LastAnnounce: a.lastAnnounce})
-	}
-	return s
-}
-
-// Restore takes a persisted state; a condition of another type is ignored.
-func (c *Correlator) Restore(s Snapshot) {
-	if s.Condition.Type != ConditionType {
-		return
-	}
-	c.cond, c.lastBad = s.Condition, s.LastBad
-	c.lastNodeFailure, c.nodeFailureMsg = s.LastNodeFailure, s.NodeFailureMsg
-	c.lastUnitFailure, c.unitFailureMsg = s.LastUnitFailure, s.UnitFailureMsg
-	c.window = s.Window
-	clear(c.aggs)
-	for _, e := range s.Events {
-		c.aggs[string(e.Event.Reason)+"|"+e.Event.Subject] = &agg{ev: e.Event, pending: e.Pending, lastAnnounce: e.LastAnnounce}
-	}
-}
-
 // Condition returns the condition as last evaluated.
 func (c *Correlator) Condition() Condition { return c.cond }
 
@@ -613,47 +369,4 @@ func (c *Correlator) predict() (time.Duration, float64, bool) {
 	}
 	tr := FitTrend(pts, c.cfg)
 	return tr.Remaining, tr.Rate, tr.Trusted
-}
-
-// nodeNumbers renders the node layer the way an on-call note would, with
-// what to do.
-func nodeNumbers(n headroom.Node) string {
-	return nodeUsage(n) + "; " + remedy(n)
-}
-
-// nodeNumbers is the node layer with what to do and who consumes it.
-func (c *Correlator) nodeNumbers(n headroom.Node) string {
-	return withConsumers(nodeNumbers(n), c.consumers)
-}
-
-// withConsumers appends the top consumers to a message; they come last, so
-// that a clipped message loses them before the numbers and the remedy.
-func withConsumers(msg string, cs []headroom.Consumer) string {
-	if s := headroom.Consumers(cs); s != "" {
-		return msg + "; " + s
-	}
-	return msg
-}
-
-// nodeUsage is the node layer's numbers alone: what a False condition says
-// (a remedy there would send on-call to fix a node that is fine).
-func nodeUsage(n headroom.Node) string {
-	return fmt.Sprintf("node tasks %d of %d usable (%.0f%%), binding limit %s=%d", n.Tasks, n.Limit, n.UsedPercent, n.Binding.Sysctl(), limitValue(n))
-}
-
-func limitValue(n headroom.Node) uint64 {
-	if n.Binding == headroom.BindingThreadsMax {
-		return n.ThreadsMax
-	}
-	return n.PIDMax
-}
-
-func remedy(n headroom.Node) string {
-	if n.Binding == headroom.BindingThreadsMax {
-		return fmt.Sprintf("raise kernel.threads-max (now %d)", n.ThreadsMax)
-	}
-	if n.PIDMax < headroom.RecommendedPIDMax {
-		return fmt.Sprintf("raise kernel.pid_max (e.g. %d)", headroom.RecommendedPIDMax)
-	}
-	return "find what is creating tasks (pidpressure diagnose)"
 }

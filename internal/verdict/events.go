@@ -1,0 +1,119 @@
+package verdict
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/pidpressure/pidpressure/internal/headroom"
+)
+
+type agg struct {
+	ev           Event
+	pending      int
+	lastAnnounce time.Time
+}
+
+// Tally counts what happened to a reason's occurrences: announced at once
+// as a new Event, folded into an existing Event's count, and the summaries
+// ("N times since …") announced later for the folded ones.
+type Tally struct {
+	Announced, Aggregated, Summaries uint64
+}
+
+// Tally returns the counts per reason since the correlator was created.
+func (c *Correlator) Tally() map[EventReason]Tally {
+	out := make(map[EventReason]Tally, len(c.tally))
+	for r, t := range c.tally {
+		out[r] = *t
+	}
+	return out
+}
+
+func (c *Correlator) count(r EventReason) *Tally {
+	t := c.tally[r]
+	if t == nil {
+		t = &Tally{}
+		c.tally[r] = t
+	}
+	return t
+}
+
+// ObserveZombies takes a zombie census (the parents holding zombies, most
+// first) and announces the parents holding at least the threshold, with the
+// trend since the previous census.
+func (c *Correlator) ObserveZombies(parents []headroom.ZombieParent) {
+	now := c.clock.Now()
+	prev, prevAt := c.zombies, c.zombiesAt
+	c.zombies, c.zombiesAt = make(map[int]uint64, len(parents)), now
+	for _, z := range parents {
+		c.zombies[z.PID] = z.Zombies
+		if z.Zombies < c.cfg.ZombieThreshold {
+			continue
+		}
+		where := z.Cgroup
+		if z.Pod != nil {
+			where = "pod " + z.Pod.String()
+		}
+		if where == "" {
+			where = "cgroup unknown"
+		}
+		c.event(EventZombiesAccumulating, fmt.Sprintf("pid %d", z.PID), fmt.Sprintf("%s (pid %d, %s) holds %d zombie processes%s, each taking a PID: it does not reap its children",
+			z.Comm, z.PID, where, z.Zombies, zombieTrend(prev, prevAt, z, now)), true)
+	}
+}
+
+// ObserveAudit announces the start-up audit's warnings (as Normal events for
+// info findings).
+func (c *Correlator) ObserveAudit(findings []headroom.Finding) {
+	for _, f := range findings {
+		c.event(EventPIDLimitMisconfigured, f.Check, f.Message+"; "+f.Remedy, f.Severity != headroom.SeverityInfo)
+	}
+}
+
+// subjectOf names the subject of a failure for aggregation.
+func subjectOf(f Failure) string {
+	if f.Who != "" {
+		return f.Who
+	}
+	return "node"
+}
+
+// event records one occurrence of (reason, subject) and queues an Event
+// when it is new and the per-interval cap allows.
+func (c *Correlator) event(reason EventReason, subject, msg string, warning bool) {
+	now := c.clock.Now()
+	c.rollWindow(now)
+	key := string(reason) + "|" + subject
+	a := c.aggs[key]
+	if a == nil {
+		if c.announced[reason] >= c.cfg.MaxSubjects {
+			// Too many subjects this interval: fold into one per reason.
+			subject = "other subjects"
+			msg = "more " + string(reason) + " events than can be announced separately; see the agent's metrics and pidpressure diagnose"
+			key = string(reason) + "|" + subject
+			a = c.aggs[key]
+		}
+	}
+	if a == nil {
+		a = &agg{ev: Event{Reason: reason, Warning: warning, Subject: subject, FirstTime: now}}
+		c.aggs[key] = a
+		c.announced[reason]++
+		a.ev.Count, a.ev.LastTime, a.ev.Message = 1, now, c.clip(msg)
+		a.lastAnnounce = now
+		c.out = append(c.out, a.ev)
+		c.count(reason).Announced++
+		return
+	}
+	c.count(a.ev.Reason).Aggregated++
+	a.ev.Count++
+	a.ev.LastTime = now
+	a.ev.Message = c.clip(msg)
+	a.pending++
+}
+
+func (c *Correlator) rollWindow(now time.Time) {
+	if now.Sub(c.window) >= c.cfg.EventInterval {
+		c.window = now
+		clear(c.announced)
+	}
+}
