@@ -28,6 +28,14 @@ const (
 // max_output_length; this keeps the reason and the start of the message).
 const checkLineMax = 512
 
+// minCheckWindow and maxCheckWindow bound --window: long enough to read the
+// sources once, short enough to answer within NPD's plugin timeout (10 s in
+// config/pid-pressure-plugin.json).
+const (
+	minCheckWindow = 100 * time.Millisecond
+	maxCheckWindow = time.Minute
+)
+
 // checkStateDir is where check keeps its state when neither the file nor
 // --state-dir names a directory.
 const checkStateDir = "/var/lib/pidpressure/check"
@@ -70,6 +78,9 @@ and is the recommended form.`,
 			if err != nil {
 				return unknown(err)
 			}
+			if window < minCheckWindow || window > maxCheckWindow {
+				return unknown(fmt.Errorf("--window must be in [%s, %s], is %s", minCheckWindow, maxCheckWindow, window))
+			}
 			if err := prepareStateDir(conf.StateDir); err != nil {
 				return unknown(err)
 			}
@@ -104,7 +115,7 @@ and is the recommended form.`,
 			c.StateDir = checkStateDir
 		}
 	})
-	f.DurationVar(&window, "window", 3*time.Second, "how long to read the sources and sample before answering")
+	f.DurationVar(&window, "window", 3*time.Second, fmt.Sprintf("how long to read the sources and sample before answering, in [%s, %s]", minCheckWindow, maxCheckWindow))
 	flags.bindPrewarm(0, "OS threads to create at start-up (a short-lived check needs none)")
 	return cmd
 }

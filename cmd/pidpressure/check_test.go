@@ -61,6 +61,12 @@ func TestCheckProtocol(t *testing.T) {
 	if code != checkUnknown || !strings.Contains(line, "pid_max") {
 		t.Errorf("no /proc: exit %d, %q; want 2 naming what could not be read", code, line)
 	}
+	for _, w := range []string{"0s", "-1s", "2h"} {
+		code, line = runCheck(t, "--state-dir", "", "--window", w, "--config", sourcesOffConfig(t, ""))
+		if code != checkUnknown || !strings.Contains(line, "--window must be in") {
+			t.Errorf("--window %s: exit %d, %q; want 2 naming the bounds", w, code, line)
+		}
+	}
 }
 
 // TestCheckSeesWhatHappenedBetweenChecks: a first check records the
