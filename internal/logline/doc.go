@@ -2,7 +2,7 @@
 // matcher consumes: one message with its time, priority and the origin
 // fields that the producer (the kernel or journald) set itself.
 //
-// The trust model (DESIGN.md §4) lives here because it is a property of the
+// The trust model (docs/architecture.md) lives here because it is a property of the
 // record, not of the matcher: a line carries a kernel-trusted origin only when
 // it came from /dev/kmsg with facility 0 or from the journal with
 // _TRANSPORT=kernel, and its process attribution is trusted only when it came

@@ -1,7 +1,7 @@
 // Package verdict turns what the sources saw — failures to create tasks,
 // with the limit each was attributed to, refused-fork counts and headroom
 // samples — into the node condition PIDPressureRisk and Events
-// (DESIGN.md §3).
+// (docs/reasons: the reasons and what each message says).
 //
 // The condition is True (bad) with one reason at a time, highest first:
 // PIDExhausted (failures are happening and a node-level limit, or the cgroup

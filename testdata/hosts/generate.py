@@ -164,7 +164,7 @@ def scenario_incident():
     readme(b, """
 # pidmax-97pct
 
-The incident (DESIGN.md §1): kernel.pid_max = 32768 with 31,616 tasks, 97 %
+The incident (README.md): kernel.pid_max = 32768 with 31,616 tasks, 97 %
 of the 32,468 usable PIDs (allocation has wrapped: ns_last_pid > 300),
 kubelet running 15 threads with `ulimit -u` 249047, no pids limit binding.
 The binding limit is pid_max.
