@@ -71,7 +71,7 @@ and is the recommended form.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			out := cmd.OutOrStdout()
 			unknown := func(err error) error {
-				_, _ = fmt.Fprintln(out, logline.Sanitize("PIDPressureUnknown: "+err.Error(), checkLineMax))
+				_, _ = fmt.Fprintln(out, logline.Sanitize(string(verdict.ReasonUnknown)+": "+err.Error(), checkLineMax))
 				return exitCodeError{checkUnknown}
 			}
 			conf, err := flags.load()

@@ -124,7 +124,7 @@ func (d *Detector) Run(ctx context.Context) error {
 		d.mu.Unlock()
 	}
 	d.takeCensus(true)
-	d.evaluate(true)
+	d.evaluate()
 
 	src := NewSources(scfg, d.m, d.clock, d.log)
 	d.src.Store(src)
@@ -155,7 +155,7 @@ func (d *Detector) Run(ctx context.Context) error {
 					more = false
 				}
 			}
-			d.evaluate(false)
+			d.evaluate()
 		case now := <-tick.C():
 			if !now.Before(nextSample) {
 				if n, err := d.sampler.Node(); err == nil {
@@ -177,7 +177,7 @@ func (d *Detector) Run(ctx context.Context) error {
 				d.takeCensus(true)
 				nextCensus = now.Add(d.cfg.CensusInterval)
 			}
-			d.evaluate(false)
+			d.evaluate()
 		}
 	}
 }

@@ -21,14 +21,14 @@ const refreshEvery = 10 * time.Second
 
 // evaluate reports the condition when it changes (always the first time)
 // and every event, and refreshes a Refresher's message when it moved.
-func (d *Detector) evaluate(first bool) {
+func (d *Detector) evaluate() {
 	d.mu.Lock()
 	cond, events := d.corr.Evaluate()
 	n, _ := d.corr.Node()
 	d.mu.Unlock()
 	now := d.clock.Now()
 	switch {
-	case first || !d.printed || cond.Status != d.last.Status || cond.Reason != d.last.Reason:
+	case !d.printed || cond.Status != d.last.Status || cond.Reason != d.last.Reason:
 		d.sink.Condition(cond)
 		d.printed = true
 		d.sent, d.sentPercent, d.sentAt = cond, n.UsedPercent, now

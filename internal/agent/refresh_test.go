@@ -35,7 +35,7 @@ func TestRefreshWhenTheNumbersMove(t *testing.T) {
 	step := func(tasks uint64, after time.Duration) {
 		clk.Step(after)
 		d.corr.Record(nodeAt(tasks))
-		d.evaluate(false)
+		d.evaluate()
 	}
 	step(28000, 0) // 86 %: True, PIDHeadroomLow
 	if len(sink.conditions) != 1 || !sink.conditions[0].Status {

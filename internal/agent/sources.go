@@ -169,11 +169,6 @@ func (s *Sources) Reports() <-chan Report { return s.out }
 // Stats returns the counters.
 func (s *Sources) Stats() *Stats { return &s.stats }
 
-// Healthy reports whether each enabled source is running.
-func (s *Sources) Healthy() (journal, kmsg, pidsEvents bool) {
-	return s.healthy[srcJournal].Load(), s.healthy[srcKmsg].Load(), s.healthy[srcPidsEvents].Load()
-}
-
 func (s *Sources) deliver(r Report) {
 	select {
 	case s.out <- r:

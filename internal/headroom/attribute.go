@@ -118,10 +118,7 @@ func Attribute(root hostfs.Root, n Node, hs []Hierarchy, o Origin, census func()
 	}
 	if NodeAtLimit(n) {
 		a.Layer, a.Limit, a.Used, a.Max = LayerNode, string(n.Binding), n.Tasks, n.Limit
-		a.Reason = fmt.Sprintf("node tasks %d of %d usable, binding limit %s=%d", n.Tasks, n.Limit, n.Binding.Sysctl(), n.ThreadsMax)
-		if n.Binding == BindingPIDMax {
-			a.Reason = fmt.Sprintf("node tasks %d of %d usable, binding limit kernel.pid_max=%d", n.Tasks, n.Limit, n.PIDMax)
-		}
+		a.Reason = fmt.Sprintf("node tasks %d of %d usable, binding limit %s=%d", n.Tasks, n.Limit, n.Binding.Sysctl(), n.BindingValue())
 		return a
 	}
 	if c := refusingCgroup(root, hs, o); c != nil {

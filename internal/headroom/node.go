@@ -115,3 +115,12 @@ func parseNSpid(status []byte) (int, bool) {
 	}
 	return 0, false
 }
+
+// BindingValue is the value of the binding sysctl: kernel.threads-max when
+// it binds, else kernel.pid_max.
+func (n Node) BindingValue() uint64 {
+	if n.Binding == BindingThreadsMax {
+		return n.ThreadsMax
+	}
+	return n.PIDMax
+}

@@ -28,9 +28,6 @@ type Sampler struct {
 // NewSampler returns a sampler of the host at root. Files are opened on first use.
 func NewSampler(root hostfs.Root) *Sampler { return &Sampler{root: root} }
 
-// Root returns the host root the sampler reads.
-func (s *Sampler) Root() hostfs.Root { return s.root }
-
 // Close closes the files kept open.
 func (s *Sampler) Close() error {
 	s.mu.Lock()
@@ -69,18 +66,13 @@ func (s *Sampler) readUint(f **hostfs.File, path string) (uint64, error) {
 // (include/linux/proc_ns.h).
 const initPIDNSLink = "pid:[4026531836]"
 
-// Nested reports whether the sampler reads a PID namespace below the initial
-// one. Then /proc/loadavg's task count is system-wide and the namespace's
-// own tasks must be counted from /proc. It reads the /proc/self/ns/pid link
-// (the initial namespace has a fixed inode); where the link is missing (fake
-// trees) it falls back to NSpid of /proc/self/status, which lists more than
-// one PID only when the proc mount can see the parent namespace.
-func (s *Sampler) Nested() (bool, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.nestedLocked()
-}
-
+// nestedLocked reports whether the sampler reads a PID namespace below the
+// initial one. Then /proc/loadavg's task count is system-wide and the
+// namespace's own tasks must be counted from /proc. It reads the
+// /proc/self/ns/pid link (the initial namespace has a fixed inode); where
+// the link is missing (fake trees) it falls back to NSpid of
+// /proc/self/status, which lists more than one PID only when the proc mount
+// can see the parent namespace. s.mu is held.
 func (s *Sampler) nestedLocked() (bool, error) {
 	if s.nested != nil {
 		return *s.nested, nil

@@ -108,15 +108,6 @@ func NewMatcher(rules []Rule) (*Matcher, error) {
 // NewDefault returns a matcher over the built-in catalog.
 func NewDefault() (*Matcher, error) { return NewMatcher(Builtin()) }
 
-// Rules returns the rules of the matcher in priority order.
-func (m *Matcher) Rules() []Rule {
-	out := make([]Rule, len(m.rules))
-	for i := range m.rules {
-		out[i] = m.rules[i].Rule
-	}
-	return out
-}
-
 // Match returns the hit for line l: the first rule, in priority order, that
 // matches the message. A line reports one failure, so it yields at most one
 // hit. Kernel signatures match whatever the origin; the hit's Trust says

@@ -25,6 +25,9 @@ const (
 	ReasonPredicted  Reason = "PIDExhaustionPredicted"
 	ReasonLow        Reason = "PIDHeadroomLow"
 	ReasonSufficient Reason = "PIDHeadroomSufficient"
+	// ReasonUnknown is the reason of an Unknown condition: the detector
+	// stopped (the node layer could not be read) or a check could not run.
+	ReasonUnknown Reason = "PIDPressureUnknown"
 )
 
 // EventReason is an Event's reason.
@@ -39,7 +42,6 @@ const (
 	EventUserProcessLimit      EventReason = "UserProcessLimitReached"
 	EventZombiesAccumulating   EventReason = "ZombieProcessesAccumulating"
 	EventPIDLimitMisconfigured EventReason = "PIDLimitMisconfigured"
-	eventOtherSubjectsSuffix               = " (other subjects)"
 )
 
 // EventReasons lists every Event reason.
@@ -84,8 +86,6 @@ type Failure struct {
 	Who string
 	// Attribution is the binding limit at the time.
 	Attribution headroom.Attribution
-	// Refused is the number of forks a pids.events increase counted (0 for a line).
-	Refused uint64
 }
 
 // sample is one node headroom sample.

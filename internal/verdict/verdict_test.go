@@ -153,7 +153,7 @@ func TestExhaustedEndsAfterFailureWindowAndQuiet(t *testing.T) {
 
 func cgroupFailure(kind, path, unit string, pod *headroom.Pod) Failure {
 	return Failure{
-		Trust: logline.TrustKernel, Refused: 3,
+		Trust: logline.TrustKernel,
 		Attribution: headroom.Attribution{Layer: headroom.LayerCgroup, Limit: "pids.max", Cgroup: &headroom.Cgroup{
 			Path: path, Kind: kind, Unit: unit, Pod: pod, Current: 512, Max: headroom.Finite(512), Rejected: 37, AtLimit: true,
 		}},

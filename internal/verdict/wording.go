@@ -58,14 +58,7 @@ func withConsumers(msg string, cs []headroom.Consumer) string {
 // nodeUsage is the node layer's numbers alone: what a False condition says
 // (a remedy there would send on-call to fix a node that is fine).
 func nodeUsage(n headroom.Node) string {
-	return fmt.Sprintf("node tasks %d of %d usable (%.0f%%), binding limit %s=%d", n.Tasks, n.Limit, n.UsedPercent, n.Binding.Sysctl(), limitValue(n))
-}
-
-func limitValue(n headroom.Node) uint64 {
-	if n.Binding == headroom.BindingThreadsMax {
-		return n.ThreadsMax
-	}
-	return n.PIDMax
+	return fmt.Sprintf("node tasks %d of %d usable (%.0f%%), binding limit %s=%d", n.Tasks, n.Limit, n.UsedPercent, n.Binding.Sysctl(), n.BindingValue())
 }
 
 func remedy(n headroom.Node) string {

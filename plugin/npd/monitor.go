@@ -161,7 +161,7 @@ func (m *Monitor) unknown(err error) {
 	m.mu.Unlock()
 	s := &types.Status{Source: m.conf.Source, Conditions: []types.Condition{{
 		Type: verdict.ConditionType, Status: types.Unknown, Transition: m.clock.Now(),
-		Reason: "PIDPressureUnknown", Message: logline.Sanitize("the pid-pressure monitor stopped: "+err.Error(), m.conf.Events.MaxMessage),
+		Reason: string(verdict.ReasonUnknown), Message: logline.Sanitize("the pid-pressure monitor stopped: "+err.Error(), m.conf.Events.MaxMessage),
 	}}}
 	if c != nil && !c.Status {
 		s.Conditions[0].Transition = c.LastTransitionTime
