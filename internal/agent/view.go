@@ -80,7 +80,7 @@ func (d *Detector) Cgroups() []headroom.Cgroup {
 	for _, h := range hs {
 		ts, _ := headroom.Discover(root, h) // what was found before an error still counts
 		for _, t := range ts {
-			if t.Kind == "container" || seen[t.Path] {
+			if t.Kind == headroom.KindContainer || seen[t.Path] {
 				continue
 			}
 			c, err := headroom.ReadCgroup(h, t.Path)

@@ -195,26 +195,26 @@ func DescribeCgroup(root hostfs.Root, h Hierarchy, p string) (Cgroup, error) {
 	}
 	c.Kind = kindOf(c.Path)
 	c.Pod = PodOfPath(root, c.Path)
-	if c.Kind == "unit" {
+	if c.Kind == KindUnit {
 		c.Unit = path.Base(c.Path)
 	}
 	return c, nil
 }
 
 // kindOf guesses what a cgroup path is.
-func kindOf(p string) string {
+func kindOf(p string) Kind {
 	base := path.Base(p)
 	switch {
 	case strings.HasSuffix(base, ".service"):
-		return "unit"
+		return KindUnit
 	case base == "kubepods" || base == "kubepods.slice":
-		return "kubepods"
+		return KindKubepods
 	case isQoS(base):
-		return "qos"
+		return KindQoS
 	case podDir.MatchString(base):
-		return "pod"
+		return KindPod
 	case strings.Contains(p, "pod") && (strings.HasSuffix(base, ".scope") || len(base) == 64):
-		return "container"
+		return KindContainer
 	}
-	return "named"
+	return KindNamed
 }

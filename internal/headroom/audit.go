@@ -75,7 +75,7 @@ func Audit(root hostfs.Root, n Node, cgroups []Cgroup) []Finding {
 	sawKubepods := false
 	for _, c := range cgroups {
 		switch c.Kind {
-		case "unit":
+		case KindUnit:
 			if !c.Max.Unlimited && !c.Estimated {
 				out = append(out, Finding{
 					Severity: SeverityWarning, Check: "UnitTasksMaxFinite",
@@ -83,7 +83,7 @@ func Audit(root hostfs.Root, n Node, cgroups []Cgroup) []Finding {
 					Remedy:  fmt.Sprintf("set TasksMax=infinity for %s in a drop-in (systemctl edit %s) and restart it", c.Unit, c.Unit),
 				})
 			}
-		case "kubepods":
+		case KindKubepods:
 			sawKubepods = true
 			if c.Max.Unlimited && !c.Estimated {
 				out = append(out, Finding{

@@ -28,7 +28,7 @@ type Cgroup struct {
 	// /proc/PID/cgroup and journald's _SYSTEMD_CGROUP.
 	Path string `json:"path"`
 	// Kind says what the cgroup is: kubepods, qos, pod, container, unit, or named.
-	Kind string `json:"kind"`
+	Kind Kind `json:"kind"`
 	// Version is the cgroup version of its hierarchy.
 	Version int `json:"version"`
 	// Current is pids.current: tasks in the cgroup and its descendants.
@@ -52,6 +52,25 @@ type Cgroup struct {
 	// Unit is the systemd unit, for a unit's cgroup.
 	Unit string `json:"unit,omitempty"`
 }
+
+// Kind says what a cgroup is to the node.
+type Kind string
+
+// The cgroup kinds.
+const (
+	// KindKubepods is the cgroup above all pods (kubepods.slice, kubepods).
+	KindKubepods Kind = "kubepods"
+	// KindQoS is a QoS class's cgroup (burstable, besteffort).
+	KindQoS Kind = "qos"
+	// KindPod is a pod's cgroup.
+	KindPod Kind = "pod"
+	// KindContainer is a container's cgroup, below its pod's.
+	KindContainer Kind = "container"
+	// KindUnit is a systemd service's cgroup (its pids.max is TasksMax).
+	KindUnit Kind = "unit"
+	// KindNamed is any other cgroup, named by the user or a log line.
+	KindNamed Kind = "named"
+)
 
 // Pod identifies a pod.
 type Pod struct {

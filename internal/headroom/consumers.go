@@ -79,7 +79,7 @@ func podConsumers(root hostfs.Root, h Hierarchy) []Consumer {
 	ts, _ := Discover(root, h) // what was found before an error still counts
 	var out []Consumer
 	for _, t := range ts {
-		if t.Kind != "pod" {
+		if t.Kind != KindPod {
 			continue
 		}
 		c, err := ReadCgroup(h, t.Path)

@@ -67,7 +67,7 @@ func Diagnose(root hostfs.Root, opt DiagnoseOptions) (Diagnosis, error) {
 			errs = append(errs, err)
 		}
 		for _, p := range opt.Cgroups {
-			targets = append(targets, Target{Path: path.Clean("/" + p), Kind: "named"})
+			targets = append(targets, Target{Path: path.Clean("/" + p), Kind: KindNamed})
 		}
 		for _, t := range targets {
 			key := fmt.Sprintf("%d:%s", h.Version, t.Path)
@@ -77,16 +77,16 @@ func Diagnose(root hostfs.Root, opt DiagnoseOptions) (Diagnosis, error) {
 			seen[key] = true
 			c, err := ReadCgroup(h, t.Path)
 			if err != nil {
-				if t.Kind == "named" || !hostfs.Vanished(err) {
+				if t.Kind == KindNamed || !hostfs.Vanished(err) {
 					errs = append(errs, fmt.Errorf("cgroup v%d %s: %w", h.Version, t.Path, err))
 				}
 				continue
 			}
 			c.Kind, c.Pod, c.Unit = t.Kind, t.Pod, t.Unit
-			if c.Kind == "named" {
+			if c.Kind == KindNamed {
 				c.Kind = kindOf(c.Path)
 				c.Pod = PodOfPath(root, c.Path)
-				if c.Kind == "unit" {
+				if c.Kind == KindUnit {
 					c.Unit = path.Base(c.Path)
 				}
 			}

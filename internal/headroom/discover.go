@@ -25,7 +25,7 @@ var podDir = regexp.MustCompile(`^(?:kubepods(?:-[a-z]+)?-)?pod([0-9a-fA-F]{8}[-
 // Target is a cgroup worth sampling and why.
 type Target struct {
 	Path string
-	Kind string
+	Kind Kind
 	Pod  *Pod
 	Unit string
 }
@@ -41,7 +41,7 @@ func Discover(root hostfs.Root, h Hierarchy) ([]Target, error) {
 		if !isDir(filepath.Join(h.Dir, kp)) {
 			continue
 		}
-		out = append(out, Target{Path: "/" + kp, Kind: "kubepods"})
+		out = append(out, Target{Path: "/" + kp, Kind: KindKubepods})
 		children, err := subdirs(filepath.Join(h.Dir, kp))
 		if err != nil {
 			return out, err
@@ -55,7 +55,7 @@ func Discover(root hostfs.Root, h Hierarchy) ([]Target, error) {
 			if !isQoS(c) {
 				continue
 			}
-			out = append(out, Target{Path: p, Kind: "qos"})
+			out = append(out, Target{Path: p, Kind: KindQoS})
 			grand, err := subdirs(filepath.Join(h.Dir, filepath.FromSlash(p)))
 			if err != nil && !hostfs.Vanished(err) {
 				return out, err
@@ -70,20 +70,20 @@ func Discover(root hostfs.Root, h Hierarchy) ([]Target, error) {
 	for _, u := range NodeUnits() {
 		p := "/system.slice/" + u
 		if isDir(filepath.Join(h.Dir, "system.slice", u)) {
-			out = append(out, Target{Path: p, Kind: "unit", Unit: u})
+			out = append(out, Target{Path: p, Kind: KindUnit, Unit: u})
 		}
 	}
 	return out, nil
 }
 
 func podTargets(h Hierarchy, p string, pod *Pod) []Target {
-	out := []Target{{Path: p, Kind: "pod", Pod: pod}}
+	out := []Target{{Path: p, Kind: KindPod, Pod: pod}}
 	containers, err := subdirs(filepath.Join(h.Dir, filepath.FromSlash(p)))
 	if err != nil {
 		return out
 	}
 	for _, c := range containers {
-		out = append(out, Target{Path: path.Join(p, c), Kind: "container", Pod: pod})
+		out = append(out, Target{Path: path.Join(p, c), Kind: KindContainer, Pod: pod})
 	}
 	return out
 }

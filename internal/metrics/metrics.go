@@ -132,7 +132,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		if cg.Pod != nil {
 			ns, pod = cg.Pod.Namespace, cg.Pod.Name
 		}
-		labels := []string{cg.Path, cg.Kind, ns, pod}
+		labels := []string{cg.Path, string(cg.Kind), ns, pod}
 		gauge(c.cgTasks, float64(cg.Current), labels...)
 		if !cg.Max.Unlimited {
 			gauge(c.cgLimit, float64(cg.Max.Value), labels...)

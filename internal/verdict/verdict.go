@@ -229,11 +229,11 @@ func (c *Correlator) Observe(f Failure) {
 	case headroom.LayerCgroup:
 		cg := a.Cgroup
 		switch {
-		case cg != nil && cg.Kind == "unit" && isNodeUnit(cg.Unit):
+		case cg != nil && cg.Kind == headroom.KindUnit && isNodeUnit(cg.Unit):
 			c.lastUnitFailure = now
 			c.unitFailureMsg = fmt.Sprintf("%s %s; set TasksMax=infinity for %s", cg.Unit, atLimit(cg, "TasksMax"), cg.Unit)
 			c.event(EventUnitTasksMaxReached, cg.Unit, c.unitFailureMsg, true)
-		case cg != nil && (cg.Kind == "pod" || cg.Kind == "container"):
+		case cg != nil && (cg.Kind == headroom.KindPod || cg.Kind == headroom.KindContainer):
 			subject, label := cg.Path, "cgroup "+cg.Path
 			if cg.Pod != nil {
 				subject = cg.Pod.String() // namespace/name, or "pod <uid>"
@@ -243,7 +243,7 @@ func (c *Correlator) Observe(f Failure) {
 				}
 			}
 			c.event(EventPodPIDsLimitReached, subject, fmt.Sprintf("%s %s; the pod is contained by design: find what it forks or raise its limit (kubelet podPidsLimit)", label, atLimit(cg, "pids limit")), true)
-		case cg != nil && cg.Kind == "unit":
+		case cg != nil && cg.Kind == headroom.KindUnit:
 			c.event(EventUnitTasksMaxReached, cg.Unit, fmt.Sprintf("%s %s", cg.Unit, atLimit(cg, "TasksMax")), true)
 		case cg != nil:
 			c.event(reason, cg.Path, fmt.Sprintf("%s %s: cgroup %s has %d of %d tasks (pids.max), %d forks refused", who, verb, cg.Path, cg.Current, cg.Max.Value, cg.Rejected), true)

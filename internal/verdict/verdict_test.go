@@ -155,7 +155,7 @@ func cgroupFailure(kind, path, unit string, pod *headroom.Pod) Failure {
 	return Failure{
 		Trust: logline.TrustKernel,
 		Attribution: headroom.Attribution{Layer: headroom.LayerCgroup, Limit: "pids.max", Cgroup: &headroom.Cgroup{
-			Path: path, Kind: kind, Unit: unit, Pod: pod, Current: 512, Max: headroom.Finite(512), Rejected: 37, AtLimit: true,
+			Path: path, Kind: headroom.Kind(kind), Unit: unit, Pod: pod, Current: 512, Max: headroom.Finite(512), Rejected: 37, AtLimit: true,
 		}},
 	}
 }
