@@ -16,7 +16,7 @@ import (
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
-var version = "" //nolint:gochecknoglobals // set by the linker
+var version = "" // set by the linker
 
 // Exit codes.
 const (

@@ -20,9 +20,8 @@ import (
 	"github.com/pidpressure/pidpressure/internal/testenv/journald"
 )
 
-// Shared by the tests: one control plane, one build of the agent.
-//
-//nolint:gochecknoglobals // set once by TestMain
+// Shared by the tests, set once by TestMain: one control plane, one build
+// of the agent.
 var (
 	root      string
 	cluster   *testenv.Cluster

@@ -92,6 +92,9 @@ func Audit(root hostfs.Root, n Node, cgroups []Cgroup) []Finding {
 					Remedy:  "reserve PIDs for the system: set kubelet systemReserved/kubeReserved pid, and podPidsLimit",
 				})
 			}
+		case KindQoS, KindPod, KindContainer, KindNamed:
+			// A pod's own limit contains the pod by design; the audit
+			// judges the node's configuration, not each pod.
 		}
 	}
 	out = append(out, auditKubelet(root, sawKubepods)...)

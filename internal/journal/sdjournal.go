@@ -318,7 +318,7 @@ func (s *Source) wait() error {
 }
 
 func (s *Source) sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d) //nolint:forbidigo // backoff between retries of a failing read
+	t := time.NewTimer(d) // backoff between retries of a failing read
 	defer t.Stop()
 	select {
 	case <-ctx.Done():

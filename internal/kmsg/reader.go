@@ -199,6 +199,8 @@ func Open(path string, opt Options) (*Reader, error) {
 		r.lastSeq.Store(opened.End)
 	case StartAfterSeq:
 		r.lastSeq.Store(opt.AfterSeq)
+	case StartAtBeginning:
+		// The first record read sets the position.
 	}
 	return r, nil
 }

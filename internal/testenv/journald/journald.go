@@ -30,7 +30,7 @@ const (
 )
 
 // lock is held shared by this process while it uses journald.
-var lock *os.File //nolint:gochecknoglobals // one per test process, released by Release
+var lock *os.File // one per test process, released by Release
 
 // Alive reports whether journald answers on its native socket.
 func Alive() bool {
