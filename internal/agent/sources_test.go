@@ -6,6 +6,9 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -205,7 +208,39 @@ func TestSaveKeepsKmsgPositionUntilRead(t *testing.T) {
 	}
 }
 
+// TestPrewarmThreads: the threads exist when PrewarmThreads returns and
+// stay (idle, in the runtime's pool), and no goroutine is left behind.
 func TestPrewarmThreads(t *testing.T) {
 	t.Parallel()
-	PrewarmThreads(4, 0) // returns once the threads existed; must not hang or leak goroutines
+	const n = 64 // far more than a test process runs on its own
+	goroutines := runtime.NumGoroutine()
+	PrewarmThreads(n, 0)
+	for range 2 { // right after, and again: the threads did not exit
+		if got := osThreads(t); got < n {
+			t.Fatalf("%d OS threads after PrewarmThreads(%d)", got, n)
+		}
+	}
+	if g := runtime.NumGoroutine(); g > goroutines+8 {
+		t.Errorf("%d goroutines after, %d before: PrewarmThreads left its goroutines behind", g, goroutines)
+	}
+}
+
+// osThreads is this process's thread count (Threads: of /proc/self/status).
+func osThreads(t *testing.T) int {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Skipf("no /proc: %v", err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "Threads:"); ok {
+			n, err := strconv.Atoi(strings.TrimSpace(v))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+	}
+	t.Fatal("no Threads line in /proc/self/status")
+	return 0
 }
