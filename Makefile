@@ -122,16 +122,24 @@ lint: $(LINT)
 fmt: $(LINT)
 	$(LINT) fmt ./...
 
-## update: rewrite golden files
+## update: rewrite golden files and the generated signature table (docs/signatures.md)
 .PHONY: update
 update:
 	$(GO) test ./internal/replay/ ./cmd/... -run Golden -update
+	$(GO) test ./internal/signature/ -run Doc -update
 
-## verify: update goldens, tidy modules and format, then fail if anything changed
+## hosts: rewrite the fake host trees under testdata/hosts from their generator
+.PHONY: hosts
+hosts:
+	python3 testdata/hosts/generate.py
+
+## verify: update goldens and fake hosts, tidy modules and format, then fail if anything changed (or appeared)
 .PHONY: verify
-verify: update fmt
+verify: update hosts fmt
 	$(GO) mod tidy
+	cd internal/e2e && $(GO) mod tidy
 	git diff --exit-code
+	@test -z "$$(git status --porcelain)" || { git status --porcelain; echo "verify: files appeared"; exit 1; }
 
 ## vet-arm64: vet for linux/arm64 (cgo off) so nothing amd64-only slips in
 .PHONY: vet-arm64
