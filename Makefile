@@ -125,7 +125,7 @@ fmt: $(LINT)
 ## update: rewrite golden files and the generated signature table (docs/signatures.md)
 .PHONY: update
 update:
-	$(GO) test ./internal/replay/ ./cmd/... -run Golden -update
+	$(GO) test ./internal/replay/ ./cmd/pidpressure/ ./plugin/npd/ -run Golden -update
 	$(GO) test ./internal/signature/ -run Doc -update
 
 ## hosts: rewrite the fake host trees under testdata/hosts from their generator
