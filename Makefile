@@ -68,6 +68,11 @@ bench-e2e: controlplane
 E2E_RUNS      ?= 20
 E2E_EXEC_RUNS ?= 3
 
+## eval: recall and precision of the matcher per runtime family on the public corpus (testdata/corpus/public), and on the fifth of its sources held back from tuning
+.PHONY: eval
+eval:
+	$(GO) test -count=1 -run 'TestPublicCorpus|TestHeldOut' -v ./internal/signature/ | grep -v '^=== '
+
 ## fuzz: run each fuzz target for FUZZTIME (default 15s)
 .PHONY: fuzz
 fuzz:
