@@ -66,6 +66,7 @@ type Detector struct {
 	censusAt time.Time     // zero before the first
 	members  members       // recent cgroups of processes seen failing
 	attrs    map[attrKey]attrAt
+	listed   map[string]time.Time // when a refusing cgroup's processes were last listed, by target key
 }
 
 // freshSample is how old a node sample may be and still serve a failure

@@ -128,10 +128,19 @@ func (d *Detector) refusalFailure(r Report) (verdict.Failure, bool) {
 		return verdict.Failure{}, false
 	}
 	now := d.clock.Now()
-	if pids, err := headroom.CgroupPIDs(t.Hierarchy, t.Path, maxMembers); err == nil {
-		for _, pid := range pids {
-			d.members.remember(pid, c, now)
+	// In a storm a cgroup reports refusals many times a second: its
+	// processes are listed again at most every freshSample.
+	key := t.Key()
+	if last, ok := d.listed[key]; !ok || now.Sub(last) >= freshSample {
+		if pids, err := headroom.CgroupPIDs(t.Hierarchy, t.Path, maxMembers); err == nil {
+			for _, pid := range pids {
+				d.members.remember(pid, c, now)
+			}
 		}
+		if d.listed == nil || len(d.listed) >= maxAttrs {
+			d.listed = map[string]time.Time{}
+		}
+		d.listed[key] = now
 	}
 	c.Rejected = d.refusedSince(c)
 	a := headroom.Attribution{Layer: headroom.LayerCgroup, Limit: "pids.max", Used: c.Current, Max: c.Max.Value, Cgroup: &c, Node: d.peakAround(now),
