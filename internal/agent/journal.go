@@ -2,10 +2,12 @@ package agent
 
 import (
 	"context"
+	"sync/atomic"
 	"time"
 
 	"github.com/pidpressure/pidpressure/internal/journal"
 	"github.com/pidpressure/pidpressure/internal/signature"
+	"github.com/pidpressure/pidpressure/internal/state"
 )
 
 // deliverWait delivers r, waiting while the consumer is behind. The journal
@@ -21,8 +23,31 @@ func (s *Sources) deliverWait(ctx context.Context, r Report) error {
 	}
 }
 
-func (s *Sources) runJournal(ctx context.Context, cursor string) error {
-	if c := s.journalCursor.Load(); c != nil {
+// journalSource follows the systemd journal (internal/journal).
+type journalSource struct {
+	s      *Sources
+	saved  string                 // the cursor loaded from the state file
+	cursor atomic.Pointer[string] // where the reader stands, once it has read
+}
+
+func (j *journalSource) name() string                { return "journal" }
+func (j *journalSource) enabled() bool               { return j.s.cfg.Journal }
+func (j *journalSource) load(st state.State, _ bool) { j.saved = st.Journal.Cursor }
+
+// position keeps the loaded cursor until the reader stands somewhere:
+// saving none would make the next start begin at the tail and skip what
+// was written in between.
+func (j *journalSource) position(st *state.State) {
+	st.Journal.Cursor = j.saved
+	if c := j.cursor.Load(); c != nil {
+		st.Journal.Cursor = *c
+	}
+}
+
+func (j *journalSource) run(ctx context.Context, c *sourceCounters) error {
+	s := j.s
+	cursor := j.saved
+	if c := j.cursor.Load(); c != nil {
 		cursor = *c // a restart of the source resumes where it stopped
 	}
 	src, err := journal.OpenSource(journal.SourceOptions{Dir: s.cfg.JournalDir, Cursor: cursor, Lazy: true})
@@ -30,8 +55,8 @@ func (s *Sources) runJournal(ctx context.Context, cursor string) error {
 		return err
 	}
 	defer func() { _ = src.Close() }()
-	s.healthy[srcJournal].Store(true)
-	defer s.healthy[srcJournal].Store(false)
+	c.up.Store(true)
+	defer c.up.Store(false)
 	if src.Stats().CursorLost {
 		s.log.Warn("journal cursor no longer exists (vacuumed); resuming at the nearest entry", "source", "journal")
 	}
@@ -41,7 +66,7 @@ func (s *Sources) runJournal(ctx context.Context, cursor string) error {
 	s.log.Info("source started", "source", "journal", "dir", s.cfg.JournalDir)
 	// The exact position is recorded on the way out (this runs before the
 	// deferred Close above).
-	defer s.recordCursor(src)
+	defer j.recordCursor(src)
 	context := func() []string { return src.Context(signature.ContextLines) }
 	var lastCursor time.Time
 	for {
@@ -50,7 +75,7 @@ func (s *Sources) runJournal(ctx context.Context, cursor string) error {
 			return err
 		}
 		s.stats.Lines.Add(1)
-		s.per[srcJournal].lines.Add(1)
+		c.lines.Add(1)
 		// The source read only MESSAGE; the trusted fields are read for the
 		// lines that match, and context for the rules that need it.
 		if h, ok := s.m.MatchWith(l.Message, context); ok {
@@ -60,7 +85,7 @@ func (s *Sources) runJournal(ctx context.Context, cursor string) error {
 			// journald copies every /dev/kmsg record into the journal. While
 			// the kmsg source runs it is the one path for kernel records, so
 			// that none is reported twice; without it the journal's copies count.
-			if l.Origin.Transport != "kernel" || !s.healthy[srcKmsg].Load() {
+			if l.Origin.Transport != "kernel" || !s.up(kmsgName) {
 				h.Trust = l.Trust(h.Kernel)
 				s.stats.Matches.Add(1)
 				if err := s.deliverWait(ctx, Report{Kind: KindMatch, Time: s.clock.Now(), Line: l, Hit: h}); err != nil {
@@ -68,7 +93,7 @@ func (s *Sources) runJournal(ctx context.Context, cursor string) error {
 				}
 				// A delivered match is recorded and saved at once, so that a
 				// restart, even after a crash, does not report it again.
-				s.recordCursor(src)
+				j.recordCursor(src)
 				s.requestSave()
 				continue
 			}
@@ -77,17 +102,17 @@ func (s *Sources) runJournal(ctx context.Context, cursor string) error {
 		// cursor costs a call per entry, and re-reading a few non-matching
 		// lines after a crash reports nothing twice.
 		if now := s.clock.Now(); now.Sub(lastCursor) >= time.Second {
-			s.recordCursor(src)
+			j.recordCursor(src)
 			lastCursor = now
 			if t, err := src.Realtime(); err == nil {
-				s.per[srcJournal].lag.Store(int64(now.Sub(t)))
+				c.lag.Store(int64(now.Sub(t)))
 			}
 		}
 	}
 }
 
-func (s *Sources) recordCursor(src *journal.Source) {
+func (j *journalSource) recordCursor(src *journal.Source) {
 	if c, err := src.Cursor(); err == nil {
-		s.journalCursor.Store(&c)
+		j.cursor.Store(&c)
 	}
 }

@@ -3,17 +3,47 @@ package agent
 import (
 	"context"
 	"errors"
+	"maps"
+	"sync/atomic"
 
 	"github.com/pidpressure/pidpressure/internal/headroom"
 	"github.com/pidpressure/pidpressure/internal/pidsevents"
+	"github.com/pidpressure/pidpressure/internal/state"
 )
 
-func (s *Sources) runPidsEvents(ctx context.Context, last map[string]uint64, fresh bool) error {
+// pidsEventsSource watches the pids.events of the cgroups that matter
+// (internal/pidsevents): the forks the kernel refused.
+type pidsEventsSource struct {
+	s       *Sources
+	saved   map[string]uint64 // the counters loaded from the state file
+	fresh   bool
+	watcher atomic.Pointer[pidsevents.Watcher]
+}
+
+func (p *pidsEventsSource) name() string  { return "pids.events" }
+func (p *pidsEventsSource) enabled() bool { return p.s.cfg.PidsEvents }
+
+func (p *pidsEventsSource) load(st state.State, fresh bool) {
+	p.saved, p.fresh = st.PidsEvents, fresh
+}
+
+// position keeps the loaded counters until a watcher runs.
+func (p *pidsEventsSource) position(st *state.State) {
+	if w := p.watcher.Load(); w != nil {
+		st.PidsEvents = w.Counters()
+		return
+	}
+	maps.Copy(st.PidsEvents, p.saved)
+}
+
+func (p *pidsEventsSource) run(ctx context.Context, c *sourceCounters) error {
+	s := p.s
 	hs, err := headroom.Hierarchies(s.cfg.Root)
 	if err != nil {
 		return err
 	}
-	if prev := s.watcher.Load(); prev != nil {
+	last, fresh := p.saved, p.fresh
+	if prev := p.watcher.Load(); prev != nil {
 		last, fresh = prev.Counters(), false // the source restarted within this run
 	}
 	w, err := pidsevents.New(pidsevents.Options{})
@@ -22,9 +52,9 @@ func (s *Sources) runPidsEvents(ctx context.Context, last map[string]uint64, fre
 	}
 	defer func() { _ = w.Close() }()
 	s.setTargets(w, hs, last, fresh)
-	s.watcher.Store(w)
-	s.healthy[srcPidsEvents].Store(true)
-	defer s.healthy[srcPidsEvents].Store(false)
+	p.watcher.Store(w)
+	c.up.Store(true)
+	defer c.up.Store(false)
 	s.log.Info("source started", "source", "pids.events", "hierarchies", len(hs))
 	tick := s.clock.NewTicker(s.cfg.Rediscover)
 	defer tick.Stop()
@@ -59,7 +89,7 @@ func (s *Sources) runPidsEvents(ctx context.Context, last map[string]uint64, fre
 			s.setTargets(w, hs, nil, false) // new cgroups start from zero
 		case ev := <-events:
 			s.stats.Rejected.Add(ev.Rejected)
-			s.per[srcPidsEvents].lines.Add(ev.Rejected)
+			c.lines.Add(ev.Rejected)
 			s.deliver(Report{Kind: KindRejected, Time: s.clock.Now(), Event: ev})
 		}
 	}
@@ -86,9 +116,12 @@ func (s *Sources) setTargets(w *pidsevents.Watcher, hs []headroom.Hierarchy, las
 // the pids.events source took its baseline, given its counter now (the
 // counter itself before the source runs or for a cgroup it does not watch).
 func (s *Sources) RefusedSince(h headroom.Hierarchy, path string, total uint64) uint64 {
-	w := s.watcher.Load()
-	if w == nil {
-		return total
+	for _, src := range s.list {
+		if p, ok := src.(*pidsEventsSource); ok {
+			if w := p.watcher.Load(); w != nil {
+				return w.Since(pidsevents.Target{Hierarchy: h, Path: path}, total)
+			}
+		}
 	}
-	return w.Since(pidsevents.Target{Hierarchy: h, Path: path}, total)
+	return total
 }

@@ -32,18 +32,8 @@ func (s *Sources) saveLoop(ctx context.Context, store *state.Store) {
 
 func (s *Sources) save(store *state.Store) {
 	st := state.State{PidsEvents: map[string]uint64{}}
-	if c := s.journalCursor.Load(); c != nil {
-		st.Journal.Cursor = *c
-	}
-	// Until a kmsg reader opens in this run (kmsg off, not permitted, or not
-	// yet started) the loaded position stands: saving this boot with seq 0
-	// would make the next start replay the whole ring as new.
-	st.Kmsg = s.savedKmsg
-	if s.kmsgOpened.Load() {
-		st.Kmsg = state.KmsgPos{BootID: s.bootID, Seq: s.kmsgSeq.Load()}
-	}
-	if w := s.watcher.Load(); w != nil {
-		st.PidsEvents = w.Counters()
+	for _, src := range s.list {
+		src.position(&st)
 	}
 	if s.cfg.Extra != nil {
 		st.Verdict = s.cfg.Extra()

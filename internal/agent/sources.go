@@ -76,6 +76,25 @@ type Stats struct {
 	Lines, Matches, Rejected, Dropped atomic.Uint64
 }
 
+// source is one live source: something that yields lines or refusals.
+// Each lives in a file of its own (journal.go, kmsg.go, pidsevents.go) and
+// is wired by one line in NewSources; Sources runs them all under one
+// supervisor and saves their positions in one state file.
+type source interface {
+	// name names the source in logs, metrics and /healthz.
+	name() string
+	// enabled reports whether the configuration turns it on.
+	enabled() bool
+	// load takes the saved state before any source runs; fresh says that
+	// nothing was saved (a first start).
+	load(st state.State, fresh bool)
+	// run reads until ctx is done or it fails, counting in c; a run after
+	// a failure resumes where the last one stood.
+	run(ctx context.Context, c *sourceCounters) error
+	// position writes where the source stands into st, to be saved.
+	position(st *state.State)
+}
+
 // Sources runs the live sources.
 type Sources struct {
 	cfg     Config
@@ -84,20 +103,14 @@ type Sources struct {
 	log     *slog.Logger
 	out     chan Report
 	stats   Stats
-	healthy [3]atomic.Bool // journal, kmsg, pids.events
-	per     [3]sourceCounters
-
-	// positions, updated by the sources, read by the saver
-	journalCursor atomic.Pointer[string]
-	kmsgSeq       atomic.Uint64 // valid once kmsgOpened
-	kmsgOpened    atomic.Bool   // a kmsg reader stood somewhere in this run
-	savedKmsg     state.KmsgPos // as loaded; kept while no reader opened
-	bootID        string        // read once in Run, before the sources start
-	watcher       atomic.Pointer[pidsevents.Watcher]
-	saveNow       chan struct{}
+	list    []source
+	per     []sourceCounters // by index in list
+	saveNow chan struct{}
 }
 
+// sourceCounters are one source's health and counts.
 type sourceCounters struct {
+	up              atomic.Bool
 	lines, overruns atomic.Uint64
 	lag             atomic.Int64 // nanoseconds
 	unsupported     atomic.Bool
@@ -123,13 +136,12 @@ type SourceStat struct {
 	Err string
 }
 
-// SourceStats returns every source's state.
+// SourceStats returns every source's state, in the order of the list.
 func (s *Sources) SourceStats() []SourceStat {
-	enabled := [3]bool{s.cfg.Journal, s.cfg.KmsgPath != "", s.cfg.PidsEvents}
-	out := make([]SourceStat, 3)
-	for i := range out {
+	out := make([]SourceStat, len(s.list))
+	for i, src := range s.list {
 		p := &s.per[i]
-		out[i] = SourceStat{Name: sourceNames[i], Enabled: enabled[i], Up: s.healthy[i].Load(),
+		out[i] = SourceStat{Name: src.name(), Enabled: src.enabled(), Up: p.up.Load(),
 			Lines: p.lines.Load(), Overruns: p.overruns.Load(), Lag: time.Duration(p.lag.Load()), Unsupported: p.unsupported.Load()}
 		if e := p.lastErr.Load(); e != nil {
 			out[i].Err = *e
@@ -138,15 +150,15 @@ func (s *Sources) SourceStats() []SourceStat {
 	return out
 }
 
-// sourceNames are the sources' names, by health index.
-var sourceNames = [3]string{"journal", "kmsg", "pids.events"} //nolint:gochecknoglobals // a constant table
-
-// Health indexes.
-const (
-	srcJournal = iota
-	srcKmsg
-	srcPidsEvents
-)
+// up reports whether the source named name is running.
+func (s *Sources) up(name string) bool {
+	for i, src := range s.list {
+		if src.name() == name {
+			return s.per[i].up.Load()
+		}
+	}
+	return false
+}
 
 // NewSources returns the sources; nothing is opened until Run.
 func NewSources(cfg Config, m *signature.Matcher, clk clock.WithTicker, log *slog.Logger) *Sources {
@@ -159,7 +171,15 @@ func NewSources(cfg Config, m *signature.Matcher, clk clock.WithTicker, log *slo
 	if cfg.Buffer <= 0 {
 		cfg.Buffer = 1024
 	}
-	return &Sources{cfg: cfg, m: m, clock: clk, log: log, out: make(chan Report, cfg.Buffer), saveNow: make(chan struct{}, 1)}
+	s := &Sources{cfg: cfg, m: m, clock: clk, log: log, out: make(chan Report, cfg.Buffer), saveNow: make(chan struct{}, 1)}
+	// The sources, one line each.
+	s.list = []source{
+		&journalSource{s: s},
+		&kmsgSource{s: s},
+		&pidsEventsSource{s: s},
+	}
+	s.per = make([]sourceCounters, len(s.list))
+	return s
 }
 
 // Reports is where the sources deliver. When the consumer falls behind,
@@ -197,31 +217,17 @@ func (s *Sources) Run(ctx context.Context) error {
 			fresh = st.Journal.Cursor == "" && st.Kmsg.BootID == "" && len(st.PidsEvents) == 0
 		}
 	}
-	if s.cfg.KmsgPath != "" {
-		id, err := kmsg.BootID(s.cfg.Root)
-		if err != nil {
-			s.log.Warn("boot ID unknown; kmsg starts at the end", "source", "kmsg", "err", err)
-		}
-		s.bootID = id
+	for _, src := range s.list {
+		src.load(st, fresh)
 	}
-	s.savedKmsg = st.Kmsg
 	parent := ctx
 	g, ctx := errgroup.WithContext(ctx)
-	if s.cfg.Journal {
+	for i, src := range s.list {
+		if !src.enabled() {
+			continue
+		}
 		g.Go(func() error {
-			s.supervise(ctx, srcJournal, func(ctx context.Context) error { return s.runJournal(ctx, st.Journal.Cursor) })
-			return nil
-		})
-	}
-	if s.cfg.KmsgPath != "" {
-		g.Go(func() error {
-			s.supervise(ctx, srcKmsg, func(ctx context.Context) error { return s.runKmsg(ctx, st.Kmsg, fresh) })
-			return nil
-		})
-	}
-	if s.cfg.PidsEvents {
-		g.Go(func() error {
-			s.supervise(ctx, srcPidsEvents, func(ctx context.Context) error { return s.runPidsEvents(ctx, st.PidsEvents, fresh) })
+			s.supervise(ctx, i, func(ctx context.Context) error { return src.run(ctx, &s.per[i]) })
 			return nil
 		})
 	}
@@ -251,7 +257,7 @@ func (s *Sources) Run(ctx context.Context) error {
 // (a user without the right to any) still has its headroom sampled,
 // rather than the detector stopping at once.
 func (s *Sources) supervise(ctx context.Context, idx int, run func(context.Context) error) {
-	name := sourceNames[idx]
+	name := s.list[idx].name()
 	backoff := time.Second
 	for ctx.Err() == nil {
 		err := run(ctx)

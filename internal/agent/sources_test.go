@@ -44,11 +44,11 @@ func TestSuperviseBacksOff(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
-		s.supervise(ctx, srcKmsg, func(context.Context) error { runs.Add(1); return errors.New("boom") })
+		s.supervise(ctx, indexOf(t, s, "kmsg"), func(context.Context) error { runs.Add(1); return errors.New("boom") })
 		close(done)
 	}()
 	defer func() {
-		if st := s.SourceStats()[srcKmsg]; st.Err != "boom" || st.Unsupported {
+		if st := s.SourceStats()[indexOf(t, s, "kmsg")]; st.Err != "boom" || st.Unsupported {
 			t.Errorf("kmsg stat after failures: %+v, want Err boom, supported", st)
 		}
 	}()
@@ -93,14 +93,14 @@ func TestSuperviseGivesUpWhenNotSupported(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
-		s.supervise(ctx, srcJournal, func(context.Context) error {
+		s.supervise(ctx, indexOf(t, s, "journal"), func(context.Context) error {
 			runs.Add(1)
 			return journal.ErrNotSupported
 		})
 		close(done)
 	}()
 	deadline := time.Now().Add(5 * time.Second)
-	for !s.SourceStats()[srcJournal].Unsupported {
+	for !s.SourceStats()[indexOf(t, s, "journal")].Unsupported {
 		if time.Now().After(deadline) {
 			t.Fatal("the source was not marked unsupported")
 		}
@@ -117,7 +117,7 @@ func TestSuperviseGivesUpWhenNotSupported(t *testing.T) {
 	if runs.Load() != 1 {
 		t.Errorf("runs = %d, want 1", runs.Load())
 	}
-	if st := s.SourceStats()[srcJournal]; !st.Unsupported || st.Up {
+	if st := s.SourceStats()[indexOf(t, s, "journal")]; !st.Unsupported || st.Up {
 		t.Errorf("journal stat %+v, want unsupported and not up", st)
 	}
 }
@@ -189,7 +189,7 @@ func TestSaveKeepsKmsgPositionUntilRead(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx) }()
 	deadline := time.Now().Add(5 * time.Second)
-	for !s.SourceStats()[srcKmsg].Unsupported {
+	for !s.SourceStats()[indexOf(t, s, "kmsg")].Unsupported {
 		if time.Now().After(deadline) {
 			t.Fatal("the kmsg source did not give up on a missing device")
 		}
@@ -243,4 +243,40 @@ func osThreads(t *testing.T) int {
 	}
 	t.Fatal("no Threads line in /proc/self/status")
 	return 0
+}
+
+// indexOf is the index of the source named name in s's list.
+func indexOf(t testing.TB, s *Sources, name string) int {
+	t.Helper()
+	for i, src := range s.list {
+		if src.name() == name {
+			return i
+		}
+	}
+	t.Fatalf("no source %q", name)
+	return -1
+}
+
+// TestPositionsKeptWhileASourceDoesNotRun: a run in which no source reads
+// (all off here) saves the positions it loaded, so that the next run with
+// the sources on neither starts at the tail nor replays.
+func TestPositionsKeptWhileASourceDoesNotRun(t *testing.T) {
+	t.Parallel()
+	clk := testclock.NewFakeClock(time.Unix(0, 0))
+	s := newTestSources(t, clk, 1)
+	loaded := state.State{
+		Journal:    state.JournalPos{Cursor: "s=abc;i=12"},
+		Kmsg:       state.KmsgPos{BootID: "b1", Seq: 1208},
+		PidsEvents: map[string]uint64{"v2:/kubepods.slice": 37},
+	}
+	for _, src := range s.list {
+		src.load(loaded, false)
+	}
+	got := state.State{PidsEvents: map[string]uint64{}}
+	for _, src := range s.list {
+		src.position(&got)
+	}
+	if diff := cmp.Diff(loaded, got); diff != "" {
+		t.Errorf("positions saved (-loaded +saved):\n%s", diff)
+	}
 }

@@ -109,7 +109,7 @@ func BenchmarkStorm(b *testing.B) {
 	go func() { done <- d.Run(ctx) }()
 	waitUntil(b, 30*time.Second, "the journal source to start", func() bool {
 		v := d.View()
-		return len(v.Sources) > 0 && v.Sources[srcJournal].Up
+		return len(v.Sources) > 0 && v.Sources[indexOf(b, d.src.Load(), "journal")].Up
 	})
 
 	// The sender enters the cgroup (now at its pids.max) and becomes
@@ -136,7 +136,7 @@ func BenchmarkStorm(b *testing.B) {
 			v := d.View()
 			src := d.src.Load()
 			b.Fatalf("after 2m: %d lines sent, %d judged, source read %d lines and %d matches, %d dropped; journal %+v",
-				sent, judged(), src.Stats().Lines.Load(), src.Stats().Matches.Load(), v.Dropped, v.Sources[srcJournal])
+				sent, judged(), src.Stats().Lines.Load(), src.Stats().Matches.Load(), v.Dropped, v.Sources[indexOf(b, src, "journal")])
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
