@@ -68,6 +68,8 @@ type Options struct {
 	MemoryMB, CPUs int
 	// Console, if set, receives the serial console as it arrives.
 	Console io.Writer
+	// TempDir is where the share is created (os.TempDir() if empty).
+	TempDir string
 }
 
 // Result is what one run gave.
@@ -105,7 +107,7 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 	if err := CheckImage(opts.ImageDir); err != nil {
 		return Result{}, err
 	}
-	share, err := os.MkdirTemp("", "pidpressure-nodevm-")
+	share, err := os.MkdirTemp(opts.TempDir, "pidpressure-nodevm-")
 	if err != nil {
 		return Result{}, fmt.Errorf("creating the share: %w", err)
 	}

@@ -2,6 +2,7 @@ package nodevm_test
 
 import (
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -113,6 +114,48 @@ func TestNodeVMFacts(t *testing.T) {
 		want(t, facts, "pid_max_restored", equals(first(facts, "pid_max_orig")))
 	})
 	t.Logf("whole test %.1f s", time.Since(begin).Seconds())
+}
+
+// TestRunTimeout stops a VM that cannot finish in time: Run returns the
+// deadline error, QEMU is gone (killed by its PID) and the share removed.
+func TestRunTimeout(t *testing.T) {
+	if testing.Short() {
+		t.Skip("boots a VM: skipped under -short")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: it builds the node VM image with mmdebstrap (make node-image)")
+	}
+	if _, err := exec.LookPath(nodevm.QEMU); err != nil {
+		t.Skipf("%s is not installed (make nodevm-tools installs it with apt): %v", nodevm.QEMU, err)
+	}
+	image, err := nodevm.Image(context.Background(), testLog{t})
+	if err != nil {
+		t.Fatal(err)
+	}
+	parent := t.TempDir()
+	// 3 s is not enough for the guest to boot, let alone run the script.
+	_, err = nodevm.Run(context.Background(), nodevm.Options{
+		ImageDir: image,
+		Script:   "#!/bin/bash\nsleep infinity\n",
+		Timeout:  3 * time.Second,
+		TempDir:  parent,
+	})
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Run() error = %v, want context.DeadlineExceeded", err)
+	}
+	if left, _ := os.ReadDir(parent); len(left) != 0 {
+		t.Errorf("the share is still there: %v", left)
+	}
+	procs, err := filepath.Glob("/proc/[0-9]*/cmdline")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err == nil && strings.Contains(string(b), parent) {
+			t.Errorf("%s still runs: %q", filepath.Dir(p), strings.ReplaceAll(string(b), "\x00", " "))
+		}
+	}
 }
 
 // testLog sends the image build's output to the test log.
