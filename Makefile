@@ -38,10 +38,12 @@ test: controlplane tools
 	$(GO) test -race -count=1 ./...
 	$(MAKE) --no-print-directory test-e2e
 
-## test-e2e: the end-to-end tests alone (internal/e2e, its own module: real etcd, kube-apiserver, kubectl, journald, PID namespaces and cgroups; the deploy manifests rendered by helm and kustomize, applied, and RBAC and admission proven; the alerts unit-tested with promtool; needs root)
+## test-e2e: the end-to-end tests alone (internal/e2e, its own module: real etcd, kube-apiserver, kubectl, journald, PID namespaces and cgroups; a systemd node VM under QEMU (make node-image); the deploy manifests rendered by helm and kustomize, applied, and RBAC and admission proven; the alerts unit-tested with promtool; needs root)
 .PHONY: test-e2e
-test-e2e: controlplane tools
-	cd internal/e2e && KUBEBUILDER_ASSETS=$(CP_DIR) HELM=$(HELM) KUSTOMIZE=$(KUSTOMIZE) PROMTOOL=$(PROMTOOL) $(GO) test -count=1 -timeout 20m -v ./...
+# -p 1: the node VM runs under TCG, which a concurrent host fork storm of
+# the other package slows to a crawl.
+test-e2e: controlplane tools node-image
+	cd internal/e2e && KUBEBUILDER_ASSETS=$(CP_DIR) HELM=$(HELM) KUSTOMIZE=$(KUSTOMIZE) PROMTOOL=$(PROMTOOL) NODEVM_IMAGE=$(NODEVM_DIR) $(GO) test -p 1 -count=1 -timeout 20m -v ./...
 
 ## demo: the incident end to end for a newcomer: a real kube-apiserver, a Node, the agent, a PID namespace exhausted for real, kubectl describe node; exits 1 if the condition did not appear (needs root)
 .PHONY: demo
@@ -175,6 +177,31 @@ $(CP_DIR)/kube-apiserver $(CP_DIR)/kubectl:
 $(CP_DIR)/etcd:
 	@mkdir -p $(CP_DIR)
 	flock $(CP_DIR)/.lock sh -c 'test -x $@ || { cd hack/controlplane/etcd && CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o $@.tmp go.etcd.io/etcd/server/v3 && mv $@.tmp $@; }'
+
+# The node VM for the real-node tests (hack/nodevm/README.md): a Debian
+# trixie image built from apt by mmdebstrap, cached by the hash of its recipe.
+NODEVM_TOOLS := qemu-system-x86 qemu-utils mmdebstrap e2fsprogs
+NODEVM_HASH  := $(shell cat hack/nodevm/build.sh hack/nodevm/guest/* | sha256sum | cut -c1-12)
+NODEVM_DIR   := $(CACHE)/nodevm/$(NODEVM_HASH)
+
+## nodevm-tools: install QEMU and mmdebstrap with apt when they are missing (needs root)
+.PHONY: nodevm-tools
+nodevm-tools:
+	@missing=$$(for p in $(NODEVM_TOOLS); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "nodevm: installing" $$missing >&2; \
+	  apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >&2; \
+	fi
+
+## node-image: build (once, cached) the node VM image (Debian trixie, kernel 6.12, systemd, cgroup v2) for the real-node tests; prints its directory (needs root)
+.PHONY: node-image
+node-image: $(NODEVM_DIR)/node.img
+	@echo $(NODEVM_DIR)
+
+# One build at a time: a second make waits on the lock, then finds the image.
+$(NODEVM_DIR)/node.img: | nodevm-tools
+	@mkdir -p $(NODEVM_DIR)
+	flock $(NODEVM_DIR)/.lock sh -c 'test -f $@ || hack/nodevm/build.sh $(NODEVM_DIR)' >&2
 
 VERSION ?= 0.1.0
 IMAGE   ?= pidpressure/node-problem-detector:$(VERSION)
