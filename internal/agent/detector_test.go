@@ -130,6 +130,16 @@ func TestZombieCensusWhileRunning(t *testing.T) {
 	}()
 	waitUntil(t, 10*time.Second, "the detector's ticker", clk.HasWaiters)
 	pid := zombieParent(t, 80)
+	// The children exit on their own time: wait until all 80 are zombies.
+	waitUntil(t, 10*time.Second, "80 zombies", func() bool {
+		scan, _ := headroom.Walk(hostfs.New("/"), 64)
+		for _, z := range scan.ZombieParents {
+			if z.PID == pid {
+				return z.Zombies == 80
+			}
+		}
+		return false
+	})
 	subject := "pid " + strconv.Itoa(pid)
 	if _, ok := sink.find(verdict.EventZombiesAccumulating, subject); ok {
 		t.Fatal("announced before any census saw the zombies")
