@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -44,12 +43,12 @@ func TestWatchUnreadableJournalIsNotUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	bin := filepath.Join(dir, "pidpressure")
-	copyTo(t, self, bin, 0o755)
+	journald.CopyFile(t, self, bin, 0o755)
 	journalDir := filepath.Join(dir, "journal")
 	if err := os.Mkdir(journalDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	copyTo(t, files[0], filepath.Join(journalDir, "system.journal"), 0o600)
+	journald.CopyFile(t, files[0], filepath.Join(journalDir, "system.journal"), 0o600)
 	host, err := filepath.Abs(filepath.Join("..", "..", "testdata", "hosts", "pidmax-97pct"))
 	if err != nil {
 		t.Fatal(err)
@@ -99,28 +98,5 @@ func TestWatchUnreadableJournalIsNotUp(t *testing.T) {
 	}
 	if err := cmd.Wait(); err != nil {
 		t.Errorf("watch did not stop cleanly on SIGTERM: %v\n%s", err, errOut.String())
-	}
-}
-
-func copyTo(t *testing.T, from, to string, mode os.FileMode) {
-	t.Helper()
-	in, err := os.Open(from)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = in.Close() }()
-	out, err := os.OpenFile(to, os.O_CREATE|os.O_EXCL|os.O_WRONLY, mode)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		_ = out.Close()
-		t.Fatal(err)
-	}
-	if err := out.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(to, mode); err != nil { // not narrowed by the umask
-		t.Fatal(err)
 	}
 }

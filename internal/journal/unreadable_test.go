@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -72,7 +71,7 @@ func openAsNobody(t *testing.T, opt SourceOptions) openResult {
 	// The build directory is private to root: copy the binary where
 	// another user may run it.
 	bin := filepath.Join(worldDir(t), "journal.test")
-	copyFile(t, self, bin, 0o755)
+	journald.CopyFile(t, self, bin, 0o755)
 	opts, err := json.Marshal(opt)
 	if err != nil {
 		t.Fatal(err)
@@ -106,29 +105,6 @@ func worldDir(t *testing.T) string {
 		}
 	}
 	return dir
-}
-
-func copyFile(t *testing.T, from, to string, mode os.FileMode) {
-	t.Helper()
-	in, err := os.Open(from)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = in.Close() }()
-	out, err := os.OpenFile(to, os.O_CREATE|os.O_EXCL|os.O_WRONLY, mode)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		_ = out.Close()
-		t.Fatal(err)
-	}
-	if err := out.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(to, mode); err != nil { // not narrowed by the umask
-		t.Fatal(err)
-	}
 }
 
 // systemJournalFile returns a file of the running journald's system journal,
@@ -167,7 +143,7 @@ func TestUnreadableJournalNotSupported(t *testing.T) {
 			t.Fatal(err)
 		}
 		for i, m := range fileModes {
-			copyFile(t, src, filepath.Join(dir, fmt.Sprintf("system@pptest-%d.journal", i)), m)
+			journald.CopyFile(t, src, filepath.Join(dir, fmt.Sprintf("system@pptest-%d.journal", i)), m)
 		}
 		if err := os.Chmod(dir, dirMode); err != nil {
 			t.Fatal(err)

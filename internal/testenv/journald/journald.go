@@ -10,6 +10,7 @@ package journald
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -248,6 +249,32 @@ func (ns *Namespace) Send(t testing.TB, entries ...map[string]string) {
 func (ns *Namespace) Rotate(t testing.TB) {
 	t.Helper()
 	if err := syscall.Kill(ns.pid, syscall.SIGUSR2); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// CopyFile copies from to a new file to with mode (not narrowed by the
+// umask): real journal files, or a test binary, for a test that reads them
+// as another user.
+func CopyFile(t testing.TB, from, to string, mode os.FileMode) {
+	t.Helper()
+	in, err := os.Open(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = in.Close() }()
+	out, err := os.OpenFile(to, os.O_CREATE|os.O_EXCL|os.O_WRONLY, mode)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		_ = out.Close()
+		t.Fatal(err)
+	}
+	if err := out.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(to, mode); err != nil {
 		t.Fatal(err)
 	}
 }
