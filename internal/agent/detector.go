@@ -118,13 +118,19 @@ func (d *Detector) Run(ctx context.Context) error {
 	d.hs = hs
 	d.corr.Record(n)
 	d.mu.Unlock()
-	// The start-up audit becomes Events; the census follows at its interval.
-	if diag, err := headroom.Diagnose(scfg.Root, headroom.DiagnoseOptions{}); err == nil || diag.Node.PIDMax > 0 {
+	// The start-up audit becomes Events, and its walk of /proc is the first
+	// census: /proc is walked once at start-up, not twice.
+	diag, err := headroom.Diagnose(scfg.Root, headroom.DiagnoseOptions{TopZombieParents: censusParents})
+	if err == nil || diag.Node.PIDMax > 0 {
 		d.mu.Lock()
 		d.corr.ObserveAudit(diag.Audit)
 		d.mu.Unlock()
 	}
-	d.takeCensus(true)
+	if diag.Scan.Processes > 0 {
+		d.observeCensus(diag.Scan, true)
+	} else {
+		d.takeCensus(true)
+	}
 	d.evaluate()
 
 	src := NewSources(scfg, d.m, d.clock, d.log)

@@ -185,6 +185,12 @@ func (d *Detector) takeCensus(zombies bool) {
 		d.log.Warn("process census failed", "err", err)
 		return
 	}
+	d.observeCensus(scan, zombies)
+}
+
+// observeCensus keeps a walk of /proc as the census and hands the verdict
+// its top consumers and, with zombies, its zombie parents.
+func (d *Detector) observeCensus(scan headroom.Scan, zombies bool) {
 	d.census, d.censusAt = scan, d.clock.Now()
 	consumers := headroom.TopConsumers(d.cfg.Sources.Root, d.hs, scan)
 	d.mu.Lock()
