@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/pidpressure/pidpressure/internal/forkfail"
 	"github.com/pidpressure/pidpressure/internal/headroom"
 	"github.com/pidpressure/pidpressure/internal/hostfs"
 )
@@ -22,6 +23,7 @@ func newDiagnoseCmd() *cobra.Command {
 		cgroups  []string
 		pid      int
 		top      int
+		noEBPF   bool
 	)
 	cmd := &cobra.Command{
 		Use:   "diagnose [flags]",
@@ -47,12 +49,16 @@ Errors reading one layer are listed and the others are still reported.`,
 			if err != nil && d.Node.PIDMax == 0 {
 				return err // not even the node layer: nothing to show
 			}
+			out := diagnosis{Diagnosis: d}
+			if !noEBPF {
+				out.EBPF = forkfail.Probe()
+			}
 			if output == "json" {
 				enc := json.NewEncoder(cmd.OutOrStdout())
 				enc.SetIndent("", "  ")
-				return enc.Encode(d)
+				return enc.Encode(out)
 			}
-			return printDiagnosis(cmd.OutOrStdout(), d)
+			return printDiagnosis(cmd.OutOrStdout(), out)
 		},
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "output form: text or json")
@@ -60,13 +66,24 @@ Errors reading one layer are listed and the others are still reported.`,
 	cmd.Flags().StringArrayVar(&cgroups, "cgroup", nil, "also sample this cgroup (path as in /proc/PID/cgroup); repeatable")
 	cmd.Flags().IntVar(&pid, "pid", 0, "also show the user layer (RLIMIT_NPROC) of this process and attribute a failure from it")
 	cmd.Flags().IntVar(&top, "top", 10, "zombie parents to list")
+	cmd.Flags().BoolVar(&noEBPF, "no-ebpf-probe", false, "do not try whether the eBPF counter attaches here (the probe attaches it for a moment)")
 	return cmd
 }
 
 // printf writes to a strings.Builder or a tabwriter over one; neither can fail.
 func printf(w io.Writer, format string, args ...any) { _, _ = fmt.Fprintf(w, format, args...) }
 
-func printDiagnosis(w io.Writer, d headroom.Diagnosis) error {
+// diagnosis is what diagnose prints: the host's layers and whether the
+// eBPF counter attaches here.
+type diagnosis struct {
+	headroom.Diagnosis
+	// EBPF is each attach mode of the counter, available or why not
+	// (absent with --no-ebpf-probe).
+	EBPF []forkfail.ModeStatus `json:"ebpf,omitempty"`
+}
+
+func printDiagnosis(w io.Writer, dg diagnosis) error {
+	d := dg.Diagnosis
 	var b strings.Builder
 	n := d.Node
 	printf(&b, "NODE (%s PID namespace, tasks from %s)\n", n.Namespace, n.TasksSource)
@@ -142,6 +159,16 @@ func printDiagnosis(w io.Writer, d headroom.Diagnosis) error {
 	}
 	for _, f := range d.Audit {
 		printf(&b, "  [%s] %s: %s\n      remedy: %s\n", f.Severity, f.Check, f.Message, f.Remedy)
+	}
+	if len(dg.EBPF) > 0 {
+		printf(&b, "\nEBPF COUNTER (sources.ebpf.mode: auto uses fexit only; on also the tracepoints)\n")
+		for _, m := range dg.EBPF {
+			if m.Available {
+				printf(&b, "  %s: available\n", m.Mode)
+			} else {
+				printf(&b, "  %s: not available: %s\n", m.Mode, m.Reason)
+			}
+		}
 	}
 	if len(d.Errors) > 0 {
 		printf(&b, "\nNOT READ\n")

@@ -72,6 +72,7 @@ func (b *configFlags) bindSources(cgroupUsage string) {
 	bindFlag(b, f.StringVar, "journal-dir", "sources.journal.dir", "read the journal files of this directory instead of the system journal", func(c *config.Config) *string { return &c.Sources.Journal.Dir })
 	noPidsEvents := f.Bool("no-pids-events", false, "do not watch pids.events (config: sources.pidsEvents.enabled)")
 	b.on("no-pids-events", func(c *config.Config) { c.Sources.PidsEvents.Enabled = !*noPidsEvents })
+	bindFlag(b, f.StringVar, "ebpf", "sources.ebpf.mode", "the eBPF counter of refused creations: auto (by fexit, where the kernel allows it), on (fexit, else the syscall tracepoints, which tax every system call), or off", func(c *config.Config) *string { return &c.Sources.EBPF.Mode })
 	cgroups := f.StringArray("cgroup", nil, cgroupUsage+" (config: sources.pidsEvents.cgroups, added to)")
 	b.on("cgroup", func(c *config.Config) {
 		c.Sources.PidsEvents.Cgroups = append(c.Sources.PidsEvents.Cgroups, *cgroups...)

@@ -37,6 +37,13 @@ type tailRecord struct {
 	Cgroup    string            `json:"cgroup,omitempty"`
 	Pod       string            `json:"pod,omitempty"`
 	Rejected  uint64            `json:"rejected,omitempty"`
+	Count     uint64            `json:"count,omitempty"`
+	Limit     string            `json:"limit,omitempty"`
+	Refusing  string            `json:"refusing,omitempty"`
+	Used      *int64            `json:"used,omitempty"`
+	Max       *int64            `json:"max,omitempty"`
+	PIDNS     uint32            `json:"pidns,omitempty"`
+	Mode      string            `json:"mode,omitempty"`
 	Total     uint64            `json:"total,omitempty"`
 	Message   string            `json:"message,omitempty"`
 }
@@ -46,10 +53,13 @@ func newTailCmd() *cobra.Command {
 	var flags *configFlags
 	cmd := &cobra.Command{
 		Use:   "tail [flags]",
-		Short: "Follow the journal, /dev/kmsg and pids.events and print every creation failure",
-		Long: `tail runs the live sources in the foreground — the systemd journal, /dev/kmsg
-and the pids.events of the cgroups that matter — and prints each log line that
-matches a signature and each fork a pids cgroup refused, as it happens.
+		Short: "Follow the journal, /dev/kmsg, pids.events and the kernel's own count and print every creation failure",
+		Long: `tail runs the live sources in the foreground — the systemd journal, /dev/kmsg,
+the pids.events of the cgroups that matter and, with --ebpf, the eBPF counter
+of refused creations — and prints each log line that matches a signature,
+each fork a pids cgroup refused, and what the kernel counted, as it happens
+(records of kind "counted", at least once a second while failures happen;
+their counts sum to the creations the kernel refused).
 
 It never forks or execs and creates its OS threads at start-up, so it keeps
 working when the node (or its own cgroup) has no PIDs left. With --state-dir
@@ -61,7 +71,8 @@ The flags override the configuration file's fields (each flag's help names
 its field); the result is validated as a whole, with the file's rules. The
 file's extra signatures are matched before the built-in catalog.`,
 		Example: `  pidpressure tail
-  pidpressure tail -o jsonl --state-dir /var/lib/pidpressure`,
+  pidpressure tail -o jsonl --state-dir /var/lib/pidpressure
+  pidpressure tail --ebpf=on -o jsonl`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if output != "text" && output != "jsonl" {
@@ -91,7 +102,7 @@ file's extra signatures are matched before the built-in catalog.`,
 			}()
 			err = src.Run(cmd.Context())
 			st := src.Stats()
-			log.Info("stopped", "lines", st.Lines.Load(), "matches", st.Matches.Load(), "rejected", st.Rejected.Load(), "dropped", st.Dropped.Load())
+			log.Info("stopped", "lines", st.Lines.Load(), "matches", st.Matches.Load(), "rejected", st.Rejected.Load(), "counted", st.Counted.Load(), "dropped", st.Dropped.Load())
 			return err
 		},
 	}
@@ -129,6 +140,20 @@ func printReports(w io.Writer, output string, root hostfs.Root, reports <-chan a
 				rec.UID = &uid
 			}
 			rec.Comm, rec.Unit, rec.Cgroup = logline.Sanitize(l.Origin.Comm, 64), logline.Sanitize(l.Origin.Unit, 256), logline.Sanitize(l.Origin.Cgroup, 512)
+		case agent.KindCounted:
+			c := r.Counted
+			rec.Source, rec.Count, rec.Limit, rec.Class, rec.Mode = "ebpf", c.Count, c.Limit.String(), c.Class.String(), string(c.Mode)
+			rec.PID, rec.Comm, rec.Cgroup, rec.Refusing, rec.PIDNS = int(c.TGID), logline.Sanitize(c.Comm, 64), c.Cgroup, c.Refusing, c.PIDNS
+			if c.TGID != 0 {
+				uid := int(c.UID)
+				rec.UID = &uid
+			}
+			if c.Max > 0 {
+				rec.Used, rec.Max = &c.Used, &c.Max
+			}
+			if p := headroom.PodOfPath(root, c.Cgroup); p != nil {
+				rec.Pod = p.String()
+			}
 		case agent.KindRejected:
 			rec.Source = "pids.events"
 			rec.Cgroup, rec.Rejected, rec.Total = r.Event.Target.Path, r.Event.Rejected, r.Event.Total
@@ -150,6 +175,26 @@ func printReports(w io.Writer, output string, root hostfs.Root, reports <-chan a
 }
 
 func textRecord(r tailRecord) string {
+	if r.Kind == string(agent.KindCounted) {
+		who := "unknown processes"
+		if r.PID > 0 {
+			who = fmt.Sprintf("%s[%d]", dashIfEmpty(r.Comm), r.PID)
+		}
+		if r.Cgroup != "" {
+			who += " in " + r.Cgroup
+		}
+		if r.Pod != "" {
+			who += " (" + r.Pod + ")"
+		}
+		at := r.Limit
+		if r.Refusing != "" {
+			at += " " + r.Refusing
+		}
+		if r.Max != nil {
+			at += fmt.Sprintf(" (%d of %d)", *r.Used, *r.Max)
+		}
+		return fmt.Sprintf("%s  counted  %d %s creation(s) of %s refused at %s", r.Time, r.Count, r.Class, who, at)
+	}
 	if r.Kind == string(agent.KindRejected) {
 		who := r.Cgroup
 		if r.Pod != "" {

@@ -58,8 +58,9 @@ type Detector struct {
 	sentAt      time.Time
 
 	src      atomic.Pointer[Sources]
-	matches  map[MatchKey]uint64 // under mu
-	rejected map[string]uint64   // under mu
+	matches  map[MatchKey]uint64   // under mu
+	rejected map[string]uint64     // under mu
+	counted  map[CountedKey]uint64 // under mu
 
 	// Owned by Run's goroutine.
 	census   headroom.Scan // the last walk of /proc
@@ -86,7 +87,7 @@ func NewDetector(cfg DetectorConfig, m *signature.Matcher, clk clock.WithTicker,
 	}
 	return &Detector{cfg: cfg, m: m, clock: clk, log: log, sink: sink,
 		sampler: headroom.NewSampler(cfg.Sources.Root), corr: verdict.New(cfg.Verdict, clk),
-		matches: map[MatchKey]uint64{}, rejected: map[string]uint64{}}
+		matches: map[MatchKey]uint64{}, rejected: map[string]uint64{}, counted: map[CountedKey]uint64{}}
 }
 
 // Run runs until ctx is done (then it returns nil) or the node layer cannot
@@ -227,6 +228,11 @@ func (d *Detector) observe(r Report) {
 	case KindRejected:
 		var ok bool
 		if f, ok = d.refusalFailure(r); !ok {
+			return // the cgroup is gone
+		}
+	case KindCounted:
+		var ok bool
+		if f, ok = d.countedFailure(r); !ok {
 			return // the cgroup is gone
 		}
 	default:

@@ -2,10 +2,14 @@ package agent
 
 import (
 	"fmt"
+	"path"
 	"time"
 
+	"github.com/pidpressure/pidpressure/internal/forkfail"
 	"github.com/pidpressure/pidpressure/internal/headroom"
+	"github.com/pidpressure/pidpressure/internal/hostfs"
 	"github.com/pidpressure/pidpressure/internal/logline"
+	"github.com/pidpressure/pidpressure/internal/pidsevents"
 	"github.com/pidpressure/pidpressure/internal/signature"
 	"github.com/pidpressure/pidpressure/internal/verdict"
 )
@@ -120,19 +124,25 @@ func (d *Detector) attribute(o headroom.Origin, n headroom.Node, now time.Time) 
 }
 
 // refusalFailure turns an increase of a cgroup's refused-fork counter into
-// a failure, and remembers the processes that were in the cgroup.
+// a failure.
 func (d *Detector) refusalFailure(r Report) (verdict.Failure, bool) {
 	t := r.Event.Target
-	c, err := headroom.DescribeCgroup(d.cfg.Sources.Root, t.Hierarchy, t.Path)
+	return d.cgroupRefusal(t.Hierarchy, t.Path, r.Event.Rejected)
+}
+
+// cgroupRefusal is a failure of n forks refused by the pids.max of the
+// cgroup at path p of h; it remembers the processes that were in it.
+func (d *Detector) cgroupRefusal(h headroom.Hierarchy, p string, n uint64) (verdict.Failure, bool) {
+	c, err := headroom.DescribeCgroup(d.cfg.Sources.Root, h, p)
 	if err != nil {
 		return verdict.Failure{}, false
 	}
 	now := d.clock.Now()
 	// In a storm a cgroup reports refusals many times a second: its
 	// processes are listed again at most every freshSample.
-	key := t.Key()
+	key := pidsevents.Target{Hierarchy: h, Path: p}.Key()
 	if last, ok := d.listed[key]; !ok || now.Sub(last) >= freshSample {
-		if pids, err := headroom.CgroupPIDs(t.Hierarchy, t.Path, maxMembers); err == nil {
+		if pids, err := headroom.CgroupPIDs(h, p, maxMembers); err == nil {
 			for _, pid := range pids {
 				d.members.remember(pid, c, now)
 			}
@@ -144,8 +154,71 @@ func (d *Detector) refusalFailure(r Report) (verdict.Failure, bool) {
 	}
 	c.Rejected = d.refusedSince(c)
 	a := headroom.Attribution{Layer: headroom.LayerCgroup, Limit: "pids.max", Used: c.Current, Max: c.Max.Value, Cgroup: &c, Node: d.peakAround(now),
-		Reason: fmt.Sprintf("the kernel refused %d forks in cgroup %s (pids.max %s)", r.Event.Rejected, c.Path, c.Max)}
+		Reason: fmt.Sprintf("the kernel refused %d forks in cgroup %s (pids.max %s)", n, c.Path, c.Max)}
 	return verdict.Failure{Class: signature.ClassProcess, Trust: logline.TrustKernel, Attribution: a}, true
+}
+
+// countedFailure turns the eBPF counter's count of refused creations into
+// a failure at the limit the kernel refused them at. Nobody can forge it:
+// a node-level count turns the condition True on its own.
+func (d *Detector) countedFailure(r Report) (verdict.Failure, bool) {
+	c := r.Counted
+	class := signature.ClassProcess
+	if c.Class == forkfail.ClassThread {
+		class = signature.ClassThread
+	}
+	who := countedWho(d.cfg.Sources.Root, c)
+	now := d.clock.Now()
+	var a headroom.Attribution
+	switch {
+	case c.Limit == forkfail.LimitCgroup && c.Refusing != "":
+		f, ok := d.cgroupRefusal(c.Hierarchy, c.Refusing, c.Count)
+		f.Class, f.Who = class, who
+		return f, ok
+	case c.NodeNamespace:
+		n := d.peakAround(now)
+		a = headroom.Attribution{Layer: headroom.LayerNode, Limit: nodeSysctl(c.Limit), Used: uint64(max(c.Used, 0)), Max: uint64(max(c.Max, 0)), Node: n,
+			Reason: fmt.Sprintf("the kernel refused %d creations at %s (%d of %d)", c.Count, nodeSysctl(c.Limit), c.Used, c.Max)}
+		d.censusFor(now, n) // the message names the top consumers
+	case c.Limit == forkfail.LimitNproc:
+		u := headroom.User{PID: int(c.TGID), UID: int(c.UID), Comm: c.Comm, Soft: headroom.Finite(uint64(max(c.Max, 0))), Tasks: uint64(max(c.Used, 0)), AtLimit: true}
+		a = headroom.Attribution{Layer: headroom.LayerUser, Limit: "RLIMIT_NPROC", Used: u.Tasks, Max: u.Soft.Value, User: &u,
+			Reason: fmt.Sprintf("the kernel refused %d creations: uid %d has %d processes, its RLIMIT_NPROC is %d", c.Count, c.UID, c.Used, c.Max)}
+	case c.Limit == forkfail.LimitPIDMax:
+		a = headroom.Attribution{Layer: headroom.LayerNone,
+			Reason: fmt.Sprintf("the kernel refused %d creations: PID namespace %d has no PID left under its own pid_max %d", c.Count, c.PIDNS, c.Max)}
+	default:
+		a = headroom.Attribution{Layer: headroom.LayerNone,
+			Reason: fmt.Sprintf("the kernel refused %d creations with EAGAIN, and no limit was at its maximum when they were read", c.Count)}
+	}
+	return verdict.Failure{Class: class, Trust: logline.TrustKernel, Who: who, Attribution: a, Counted: c.Count}, true
+}
+
+// nodeSysctl names a node limit as its sysctl.
+func nodeSysctl(l forkfail.Limit) string {
+	if l == forkfail.LimitThreadsMax {
+		return headroom.BindingThreadsMax.Sysctl()
+	}
+	return headroom.BindingPIDMax.Sysctl()
+}
+
+// countedWho describes the process a count is of: "bash (pid 4121, pod
+// default/web)"; "" when the counter had no room to say.
+func countedWho(root hostfs.Root, c Counted) string {
+	if c.TGID == 0 {
+		return ""
+	}
+	name := logline.Sanitize(c.Comm, 32)
+	if name == "" {
+		name = "process"
+	}
+	s := fmt.Sprintf("%s (pid %d", name, c.TGID)
+	if p := headroom.PodOfPath(root, c.Cgroup); p != nil {
+		s += ", pod " + p.String()
+	} else if c.Cgroup != "" && c.Cgroup != "/" {
+		s += ", " + logline.Sanitize(path.Base(c.Cgroup), 64)
+	}
+	return s + ")"
 }
 
 // refusedSince is how many forks a cgroup refused since the agent took its

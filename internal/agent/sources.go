@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sync/errgroup"
 	"k8s.io/utils/clock"
 
+	"github.com/pidpressure/pidpressure/internal/forkfail"
 	"github.com/pidpressure/pidpressure/internal/headroom"
 	"github.com/pidpressure/pidpressure/internal/hostfs"
 	"github.com/pidpressure/pidpressure/internal/journal"
@@ -34,6 +35,8 @@ type Config struct {
 	JournalDir string
 	// PidsEvents enables the pids.events watcher.
 	PidsEvents bool
+	// EBPF is the eBPF counter's mode: EBPFAuto, EBPFOn, or EBPFOff ("").
+	EBPF string
 	// Cgroups are extra cgroups (paths as in /proc/PID/cgroup) to watch.
 	Cgroups []string
 	// StateDir holds the state file ("" keeps no state).
@@ -58,6 +61,9 @@ const (
 	KindMatch Kind = "match"
 	// KindRejected is an increase of a cgroup's refused-fork counter.
 	KindRejected Kind = "rejected"
+	// KindCounted is a count of creations the kernel refused, from the
+	// eBPF counter.
+	KindCounted Kind = "counted"
 )
 
 // Report is one thing the sources saw.
@@ -69,15 +75,18 @@ type Report struct {
 	Hit  signature.Hit
 	// Event is set for KindRejected.
 	Event pidsevents.Event
+	// Counted is set for KindCounted.
+	Counted Counted
 }
 
 // Stats count the sources' work.
 type Stats struct {
-	Lines, Matches, Rejected, Dropped atomic.Uint64
+	Lines, Matches, Rejected, Counted, Dropped atomic.Uint64
 }
 
 // source is one live source: something that yields lines or refusals.
-// Each lives in a file of its own (journal.go, kmsg.go, pidsevents.go) and
+// Each lives in a file of its own (journal.go, kmsg.go, pidsevents.go,
+// ebpf.go) and
 // is wired by one line in NewSources; Sources runs them all under one
 // supervisor and saves their positions in one state file.
 type source interface {
@@ -177,6 +186,7 @@ func NewSources(cfg Config, m *signature.Matcher, clk clock.WithTicker, log *slo
 		&journalSource{s: s},
 		&kmsgSource{s: s},
 		&pidsEventsSource{s: s},
+		&ebpfSource{s: s},
 	}
 	s.per = make([]sourceCounters, len(s.list))
 	return s
@@ -266,7 +276,7 @@ func (s *Sources) supervise(ctx context.Context, idx int, run func(context.Conte
 		}
 		msg := fmt.Sprint(err)
 		s.per[idx].lastErr.Store(&msg)
-		if errors.Is(err, journal.ErrNotSupported) || errors.Is(err, kmsg.ErrNotSupported) || errors.Is(err, headroom.ErrNotSupported) {
+		if errors.Is(err, journal.ErrNotSupported) || errors.Is(err, kmsg.ErrNotSupported) || errors.Is(err, headroom.ErrNotSupported) || errors.Is(err, forkfail.ErrNotSupported) {
 			s.per[idx].unsupported.Store(true)
 			s.log.Warn("source not supported here; the others carry on", "source", name, "err", err)
 			<-ctx.Done()

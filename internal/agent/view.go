@@ -4,6 +4,7 @@ import (
 	"maps"
 	"time"
 
+	"github.com/pidpressure/pidpressure/internal/forkfail"
 	"github.com/pidpressure/pidpressure/internal/headroom"
 	"github.com/pidpressure/pidpressure/internal/verdict"
 )
@@ -23,6 +24,9 @@ type View struct {
 	// Rejected counts forks refused by pids.max, per cgroup path (at most
 	// maxRejectedCgroups paths; the rest under "other").
 	Rejected map[string]uint64
+	// Counted counts the creations the kernel refused (the eBPF counter),
+	// by limit, subject and class.
+	Counted map[CountedKey]uint64
 	// Events tallies the Events per reason.
 	Events map[verdict.EventReason]verdict.Tally
 	// Sources are the live sources (nil before Run starts them).
@@ -34,6 +38,35 @@ type View struct {
 // MatchKey labels a matched line.
 type MatchKey struct{ Signature, Family, Trust string }
 
+// CountedKey labels the kernel's count of refused creations: the limit
+// (forkfail.Limit's names), what it limits (node, pod, unit, cgroup, user,
+// namespace or unknown) and the class (process or thread). Each has a few
+// values: the series stay bounded whatever the node runs.
+type CountedKey struct{ Limit, Subject, Class string }
+
+// countedSubject is what the limit that refused c limits.
+func countedSubject(c Counted) string {
+	switch {
+	case c.NodeNamespace:
+		return "node"
+	case c.Limit == forkfail.LimitNproc:
+		return "user"
+	case c.Limit == forkfail.LimitPIDMax:
+		return "namespace"
+	case c.Limit == forkfail.LimitCgroup:
+		switch headroom.KindOf(c.Refusing) {
+		case headroom.KindPod, headroom.KindContainer:
+			return "pod"
+		case headroom.KindUnit:
+			return "unit"
+		default:
+			return "cgroup"
+		}
+	default:
+		return "unknown"
+	}
+}
+
 // maxRejectedCgroups bounds the per-cgroup refusal counts: pods come and go.
 const maxRejectedCgroups = 256
 
@@ -41,7 +74,7 @@ const maxRejectedCgroups = 256
 func (d *Detector) View() View {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	v := View{Condition: d.corr.Condition(), Matches: maps.Clone(d.matches), Rejected: maps.Clone(d.rejected), Events: d.corr.Tally()}
+	v := View{Condition: d.corr.Condition(), Matches: maps.Clone(d.matches), Rejected: maps.Clone(d.rejected), Counted: maps.Clone(d.counted), Events: d.corr.Tally()}
 	v.Node, v.HasNode = d.corr.Node()
 	v.Prediction, v.Predicting = d.corr.Prediction()
 	if src := d.src.Load(); src != nil {
@@ -62,6 +95,8 @@ func (d *Detector) count(r Report) {
 			p = "other"
 		}
 		d.rejected[p] += r.Event.Rejected
+	case KindCounted:
+		d.counted[CountedKey{r.Counted.Limit.String(), countedSubject(r.Counted), r.Counted.Class.String()}] += r.Counted.Count
 	}
 }
 

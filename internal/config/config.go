@@ -118,6 +118,15 @@ type Sources struct {
 	Journal    JournalSource `json:"journal"`
 	Kmsg       KmsgSource    `json:"kmsg"`
 	PidsEvents PidsEvents    `json:"pidsEvents"`
+	EBPF       EBPFSource    `json:"ebpf"`
+}
+
+// EBPFSource configures the eBPF counter of refused creations.
+type EBPFSource struct {
+	// Mode is auto (attach by fexit where the kernel allows it, at no cost
+	// to other system calls), on (fexit, else the syscall tracepoints,
+	// which tax every system call), or off.
+	Mode string `json:"mode"`
 }
 
 // JournalSource configures the journal.
@@ -213,6 +222,7 @@ func (c Config) Detector() agent.DetectorConfig {
 		Journal:    c.Sources.Journal.Enabled,
 		JournalDir: c.Sources.Journal.Dir,
 		PidsEvents: c.Sources.PidsEvents.Enabled,
+		EBPF:       c.Sources.EBPF.Mode,
 		Cgroups:    append([]string(nil), c.Sources.PidsEvents.Cgroups...),
 		StateDir:   c.StateDir,
 	}

@@ -6,6 +6,7 @@ import (
 	"net"
 	"path"
 
+	"github.com/pidpressure/pidpressure/internal/agent"
 	"github.com/pidpressure/pidpressure/internal/signature"
 )
 
@@ -50,6 +51,11 @@ func (c Config) Validate() error {
 	}
 	if c.Sources.Kmsg.Enabled && c.Sources.Kmsg.Path == "" {
 		bad("sources.kmsg.path", "must be set when kmsg is enabled")
+	}
+	switch c.Sources.EBPF.Mode {
+	case agent.EBPFAuto, agent.EBPFOn, agent.EBPFOff:
+	default:
+		bad("sources.ebpf.mode", "must be auto, on or off, is %q", c.Sources.EBPF.Mode)
 	}
 	if c.HostRoot == "" || !path.IsAbs(c.HostRoot) {
 		bad("hostRoot", "must be an absolute path, is %q", c.HostRoot)

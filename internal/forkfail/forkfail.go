@@ -187,13 +187,16 @@ func Open(o Options) (*Counter, error) {
 
 // explain turns a load or attach error into what is missing.
 func explain(err error) string {
+	// The loader's hint is wrong on kernels that account BPF memory to
+	// the memory cgroup (5.11 and later), as every kernel this runs on does.
+	msg := strings.Replace(err.Error(), " (MEMLOCK may be too low, consider rlimit.RemoveMemlock)", "", 1)
 	switch {
 	case errors.Is(err, unix.EPERM), errors.Is(err, os.ErrPermission):
-		return fmt.Sprintf("not permitted (needs CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN; some kernels refuse tracing programs to everyone): %v", err)
+		return "not permitted (needs CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN; some kernels refuse tracing programs to everyone): " + msg
 	case errors.Is(err, os.ErrNotExist):
-		return fmt.Sprintf("not available on this kernel (for tracepoints: tracefs must be mounted at /sys/kernel/tracing): %v", err)
+		return "not available on this kernel (for tracepoints: tracefs must be mounted at /sys/kernel/tracing): " + msg
 	default:
-		return err.Error()
+		return msg
 	}
 }
 
@@ -385,4 +388,30 @@ func (c *Counter) Close() error {
 		c.coll = nil
 	}
 	return errors.Join(errs...)
+}
+
+// ModeStatus says whether a mode attaches here, and why not.
+type ModeStatus struct {
+	Mode      Mode   `json:"mode"`
+	Available bool   `json:"available"`
+	Reason    string `json:"reason,omitempty"`
+}
+
+// Probe tries each mode (attaching it for a moment) and reports which
+// attach here.
+func Probe() []ModeStatus {
+	var out []ModeStatus
+	for _, m := range []Mode{ModeFexit, ModeTracepoint} {
+		st := ModeStatus{Mode: m}
+		if _, err := btf.LoadKernelSpec(); err != nil {
+			st.Reason = "the kernel has no BTF (/sys/kernel/btf/vmlinux): " + err.Error()
+		} else if c, err := open(m); err != nil {
+			st.Reason = explain(err)
+		} else {
+			st.Available = true
+			_ = c.Close()
+		}
+		out = append(out, st)
+	}
+	return out
 }

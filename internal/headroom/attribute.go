@@ -201,6 +201,9 @@ func DescribeCgroup(root hostfs.Root, h Hierarchy, p string) (Cgroup, error) {
 	return c, nil
 }
 
+// KindOf guesses what a cgroup path is from its name.
+func KindOf(p string) Kind { return kindOf(p) }
+
 // kindOf guesses what a cgroup path is.
 func kindOf(p string) Kind {
 	base := path.Base(p)

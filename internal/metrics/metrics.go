@@ -42,7 +42,7 @@ type Collector struct {
 	condition, conditionTrue, nodeTasks, nodeLimit, nodeHeadroom, nodeBinding, nodeUsed *prometheus.Desc
 	predicted, predicting                                                               *prometheus.Desc
 	cgTasks, cgLimit, cgHeadroom, cgRejectedTotal                                       *prometheus.Desc
-	matches, rejected, events                                                           *prometheus.Desc
+	matches, rejected, counted, events                                                  *prometheus.Desc
 	srcUp, srcEnabled, srcLines, srcOverruns, srcLag, srcDropped, sampleOK              *prometheus.Desc
 }
 
@@ -64,12 +64,14 @@ func NewCollector(src Source) *Collector {
 		cgHeadroom:    desc("cgroup_headroom_tasks", "pids.max minus pids.current (absent when unlimited).", "cgroup", "kind", "namespace", "pod"),
 		cgRejectedTotal: desc("cgroup_pids_max_events_total", "The kernel's count of forks the cgroup refused at pids.max (pids.events \"max\").",
 			"cgroup", "kind", "namespace", "pod"),
-		matches:     desc("matches_total", "Log lines that matched a signature, by signature, family and trust of their origin.", "signature", "family", "trust"),
-		rejected:    desc("rejected_forks_total", "Forks refused by pids.max seen by the pids.events watcher since start, per cgroup (at most 256; the rest as \"other\").", "cgroup"),
+		matches:  desc("matches_total", "Log lines that matched a signature, by signature, family and trust of their origin.", "signature", "family", "trust"),
+		rejected: desc("rejected_forks_total", "Forks refused by pids.max seen by the pids.events watcher since start, per cgroup (at most 256; the rest as \"other\").", "cgroup"),
+		counted: desc("kernel_refused_creations_total", "Process and thread creations the kernel refused (EAGAIN), counted in the kernel by the eBPF source since it attached, by the limit that refused (pid_max, threads_max, cgroup, nproc, unknown), what it limits (node, pod, unit, cgroup, user, namespace, unknown) and class (process, thread).",
+			"limit", "subject", "class"),
 		events:      desc("events_total", "Event occurrences by reason and what became of them: announced (a new Event), aggregated (counted into an Event already announced), summary (a later \"N times since\" Event).", "reason", "outcome"),
 		srcUp:       desc("source_up", "1 while the source runs.", "source"),
 		srcEnabled:  desc("source_enabled", "1 if the source is configured on and supported here.", "source"),
-		srcLines:    desc("source_records_total", "Records read (journal, kmsg) or refusals seen (pids.events).", "source"),
+		srcLines:    desc("source_records_total", "Records read (journal, kmsg), refusals seen (pids.events) or counted (ebpf).", "source"),
 		srcOverruns: desc("source_overruns_total", "kmsg records overwritten in the ring before they were read.", "source"),
 		srcLag:      desc("source_lag_seconds", "How old the last record was when it was read.", "source"),
 		srcDropped:  desc("reports_dropped_total", "Source reports dropped because the detector fell behind."),
@@ -80,7 +82,7 @@ func NewCollector(src Source) *Collector {
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.condition, c.conditionTrue, c.nodeTasks, c.nodeLimit, c.nodeHeadroom, c.nodeBinding, c.nodeUsed,
-		c.predicted, c.predicting, c.cgTasks, c.cgLimit, c.cgHeadroom, c.cgRejectedTotal, c.matches, c.rejected, c.events,
+		c.predicted, c.predicting, c.cgTasks, c.cgLimit, c.cgHeadroom, c.cgRejectedTotal, c.matches, c.rejected, c.counted, c.events,
 		c.srcUp, c.srcEnabled, c.srcLines, c.srcOverruns, c.srcLag, c.srcDropped, c.sampleOK} {
 		ch <- d
 	}
@@ -149,6 +151,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	for cg, n := range v.Rejected {
 		counter(c.rejected, float64(n), cg)
 	}
+	for k, n := range v.Counted {
+		counter(c.counted, float64(n), k.Limit, k.Subject, k.Class)
+	}
 	for _, r := range verdict.EventReasons() {
 		t := v.Events[r]
 		counter(c.events, float64(t.Announced), string(r), "announced")
@@ -163,7 +168,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		if s.Name == "kmsg" {
 			counter(c.srcOverruns, float64(s.Overruns), s.Name)
 		}
-		if s.Name != "pids.events" {
+		if s.Name != "pids.events" && s.Name != "ebpf" {
 			gauge(c.srcLag, s.Lag.Seconds(), s.Name)
 		}
 	}

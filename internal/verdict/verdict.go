@@ -86,6 +86,9 @@ type Failure struct {
 	Who string
 	// Attribution is the binding limit at the time.
 	Attribution headroom.Attribution
+	// Counted is how many creations the kernel counted as refused (the
+	// eBPF counter; 0 for a log line or a pids.events count).
+	Counted uint64
 }
 
 // sample is one node headroom sample.
@@ -112,6 +115,9 @@ type Correlator struct {
 
 	lastNodeFailure time.Time
 	nodeFailureMsg  string
+	// nodeCounted is how many creations the kernel counted as refused at a
+	// node limit since the node failures began (within FailureWindow).
+	nodeCounted     uint64
 	lastUnitFailure time.Time
 	unitFailureMsg  string
 
@@ -223,8 +229,12 @@ func (c *Correlator) Observe(f Failure) {
 	}
 	switch a.Layer {
 	case headroom.LayerNode:
+		if c.lastNodeFailure.IsZero() || now.Sub(c.lastNodeFailure) > c.cfg.FailureWindow {
+			c.nodeCounted = 0
+		}
 		c.lastNodeFailure = now
-		c.nodeFailureMsg = fmt.Sprintf("%s %s: %s", who, verb, c.nodeNumbers(a.Node))
+		c.nodeCounted += f.Counted
+		c.nodeFailureMsg = fmt.Sprintf("%s %s: %s%s", who, verb, kernelCount(c.nodeCounted), c.nodeNumbers(a.Node))
 		c.event(reason, subjectOf(f), c.nodeFailureMsg, true)
 	case headroom.LayerCgroup:
 		cg := a.Cgroup

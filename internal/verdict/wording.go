@@ -46,6 +46,18 @@ func (c *Correlator) nodeNumbers(n headroom.Node) string {
 	return withConsumers(nodeNumbers(n), c.consumers)
 }
 
+// kernelCount says how many refusals the kernel counted, as the start of a
+// node failure's message ("" when none were counted).
+func kernelCount(n uint64) string {
+	if n == 0 {
+		return ""
+	}
+	if n == 1 {
+		return "the kernel counted 1 refused creation; "
+	}
+	return fmt.Sprintf("the kernel counted %d refused creations; ", n)
+}
+
 // withConsumers appends the top consumers to a message; they come last, so
 // that a clipped message loses them before the numbers and the remedy.
 func withConsumers(msg string, cs []headroom.Consumer) string {
