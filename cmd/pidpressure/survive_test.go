@@ -22,7 +22,8 @@ import (
 // TestTailSurvivesFullCgroup runs "pidpressure tail" inside a pids cgroup,
 // then sets the cgroup's pids.max to exactly the tasks it holds, so that no
 // thread or process can be created in it. The agent must keep reading the
-// journal and /dev/kmsg, keep reporting the cgroup's refused forks, and stay
+// journal and /dev/kmsg, keep reporting the cgroup's refused forks — from
+// pids.events and, where it loads, from the eBPF counter, exactly — and stay
 // alive: three runs out of three.
 func TestTailSurvivesFullCgroup(t *testing.T) {
 	skipLive(t)
@@ -40,11 +41,16 @@ func survivalRun(t *testing.T, hier string, run int) {
 	}
 	name := fmt.Sprintf("pptest-survive-%d-%d", os.Getpid(), run)
 	dir := makeCgroup(t, hier, name, 1000)
-	args, _ := json.Marshal([]string{"tail", "-o", "jsonl", "--cgroup", "/" + name})
+	sources, ebpf := 3, ebpfSupported(t)
+	args := []string{"tail", "-o", "jsonl", "--cgroup", "/" + name, "--ebpf", "off"}
+	if ebpf {
+		sources, args[len(args)-1] = 4, "on"
+	}
+	argv, _ := json.Marshal(args)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "sh", "-c", fmt.Sprintf(`echo $$ > %s/cgroup.procs && exec "$SELF"`, dir))
-	cmd.Env = append(os.Environ(), "SELF="+self, "PIDPRESSURE_AS_CLI="+string(args))
+	cmd.Env = append(os.Environ(), "SELF="+self, "PIDPRESSURE_AS_CLI="+string(argv))
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -70,7 +76,7 @@ func survivalRun(t *testing.T, hier string, run int) {
 			errLog.WriteString(sc.Text() + "\n")
 			mu.Unlock()
 			if strings.Contains(sc.Text(), `msg="source started"`) {
-				if n++; n == 3 {
+				if n++; n == sources {
 					close(started)
 				}
 			}
@@ -92,7 +98,7 @@ func survivalRun(t *testing.T, hier string, run int) {
 	case <-time.After(20 * time.Second):
 		mu.Lock()
 		defer mu.Unlock()
-		t.Fatalf("the agent did not start its three sources:\n%s", errLog.String())
+		t.Fatalf("the agent did not start its %d sources:\n%s", sources, errLog.String())
 	}
 
 	// Freeze the cgroup's task budget at what it holds now.
@@ -125,9 +131,9 @@ func survivalRun(t *testing.T, hier string, run int) {
 	// records are not reported twice. The kernel's own record of the first
 	// refusal in this cgroup arrives once, through kmsg, as kernel truth.
 	var kmsgSeen, journalSeen, kernelSeen int
-	var refused float64
+	var refused, counted float64
 	count := func() {
-		kmsgSeen, journalSeen, kernelSeen, refused = 0, 0, 0, 0
+		kmsgSeen, journalSeen, kernelSeen, refused, counted = 0, 0, 0, 0, 0
 		mu.Lock()
 		defer mu.Unlock()
 		for _, m := range out {
@@ -150,11 +156,14 @@ func survivalRun(t *testing.T, hier string, run int) {
 			case m["kind"] == "rejected" && m["cgroup"] == "/"+name:
 				r, _ := m["rejected"].(float64)
 				refused += r
+			case m["kind"] == "counted" && m["refusing"] == "/"+name && m["comm"] == "sh":
+				r, _ := m["count"].(float64)
+				counted += r
 			}
 		}
 	}
 	for time.Now().Before(deadline) {
-		if count(); kmsgSeen == rounds && journalSeen == rounds && kernelSeen == 1 && refused >= rounds {
+		if count(); kmsgSeen == rounds && journalSeen == rounds && kernelSeen == 1 && refused >= rounds && (!ebpf || counted >= rounds) {
 			break
 		}
 		time.Sleep(200 * time.Millisecond)
@@ -165,6 +174,11 @@ func survivalRun(t *testing.T, hier string, run int) {
 		defer mu.Unlock()
 		t.Fatalf("with its cgroup full the agent reported %d/%d kmsg lines, %d/%d journal lines, %d/1 kernel records, %.0f/%d refused forks\nstderr:\n%s",
 			kmsgSeen, rounds, journalSeen, rounds, kernelSeen, refused, rounds, errLog.String())
+	}
+	// Each shell tried one fork, and the kernel refused it: the counter
+	// counts exactly that many.
+	if ebpf && counted != rounds {
+		t.Errorf("the eBPF counter counted %.0f refused forks of the shells, want %d", counted, rounds)
 	}
 	events := readUintFileField(t, filepath.Join(dir, "pids.events"))
 	if events < rounds {

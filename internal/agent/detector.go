@@ -65,9 +65,11 @@ type Detector struct {
 	// Owned by Run's goroutine.
 	census   headroom.Scan // the last walk of /proc
 	censusAt time.Time     // zero before the first
-	members  members       // recent cgroups of processes seen failing
-	attrs    map[attrKey]attrAt
-	listed   map[string]time.Time // when a refusing cgroup's processes were last listed, by target key
+	// movedCensusAt is when the node's move last made a census.
+	movedCensusAt time.Time
+	members       members // recent cgroups of processes seen failing
+	attrs         map[attrKey]attrAt
+	listed        map[string]time.Time // when a refusing cgroup's processes were last listed, by target key
 }
 
 // freshSample is how old a node sample may be and still serve a failure

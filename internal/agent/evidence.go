@@ -237,14 +237,18 @@ func (d *Detector) refusedSince(c headroom.Cgroup) uint64 {
 }
 
 // censusFor returns a census that describes the node n at now: one no
-// older than minCensusAge, or than minCensusGap when the node's task count
-// has moved by more than a tenth of its limit since (a storm that starts
-// right after a census makes it stale at once). It walks /proc (without the
-// lock) only then.
+// older than minCensusAge, and one taken since the node's task count moved
+// by more than a tenth of its limit (a storm that starts right after a
+// census makes it stale at once: its consumers are not the storm's). A walk
+// for a move comes at most every minCensusGap, so a node that keeps moving
+// is not walked without bound. It walks /proc (without the lock) only then.
 func (d *Detector) censusFor(now time.Time, n headroom.Node) *headroom.Scan {
-	age := now.Sub(d.censusAt)
 	moved := max(n.Tasks, d.census.Tasks)-min(n.Tasks, d.census.Tasks) > n.Limit/10
-	if d.censusAt.IsZero() || age >= minCensusAge || (moved && age >= minCensusGap) {
+	switch {
+	case d.censusAt.IsZero() || now.Sub(d.censusAt) >= minCensusAge:
+		d.takeCensus(false)
+	case moved && now.Sub(d.movedCensusAt) >= minCensusGap:
+		d.movedCensusAt = now
 		d.takeCensus(false)
 	}
 	return &d.census

@@ -2,14 +2,19 @@
  * and counts its own EAGAINs: the number the kernel counter must equal.
  *
  *   groundtruth NAME fork|thread N [--cgroup PROCS] [--pidns PIDMAX]
- *                                  [--nproc LIMIT --uid UID]
+ *                                  [--nproc LIMIT --uid UID] [--wait 1]
  *
  * NAME becomes the process's comm. --cgroup joins the cgroup whose
  * cgroup.procs is PROCS first. --pidns runs the loop as init of a new PID
  * namespace whose own pid_max is PIDMAX (Linux >= 6.14), checked to be
  * set before any fork: on a kernel without it the write would change the
  * host's. --nproc sets RLIMIT_NPROC and becomes UID. It prints
- * "ok=A eagain=B other=C" and exits 0, then everything it created dies. */
+ * "ok=A eagain=B other=C" and exits 0, then everything it created dies.
+ * --wait 1 prints "init PID" (the new namespace's init, as the host sees
+ * it, with --pidns; else its own PID) and, once set up, "ready"; it reads
+ * a line from standard input
+ * before it starts, and keeps what it created until standard input
+ * closes. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -49,9 +54,25 @@ static long read_long(const char *path)
 	return n > 0 ? atol(b) : -1;
 }
 
+static int wait_go;
+
+static void hold(void)
+{
+	char b[64];
+	while (read(0, b, sizeof(b)) > 0)
+		;
+}
+
 static int loop(int threads, int n)
 {
 	int ok = 0, eagain = 0, other = 0;
+	if (wait_go) {
+		char b[64];
+		printf("ready\n");
+		fflush(stdout);
+		if (read(0, b, sizeof(b)) <= 0)
+			return 5;
+	}
 	pid_t *kids = calloc(n, sizeof(pid_t));
 	for (int i = 0; i < n; i++) {
 		int err;
@@ -77,6 +98,8 @@ static int loop(int threads, int n)
 	}
 	printf("ok=%d eagain=%d other=%d\n", ok, eagain, other);
 	fflush(stdout);
+	if (wait_go)
+		hold();
 	if (!threads)
 		for (int i = 0; i < ok; i++) {
 			kill(kids[i], SIGKILL);
@@ -105,6 +128,8 @@ int main(int argc, char **argv)
 			nproc = atol(argv[i + 1]);
 		else if (!strcmp(argv[i], "--uid"))
 			uid = atol(argv[i + 1]);
+		else if (!strcmp(argv[i], "--wait"))
+			wait_go = atoi(argv[i + 1]);
 	}
 	prctl(PR_SET_NAME, name);
 	if (procs) {
@@ -122,8 +147,13 @@ int main(int argc, char **argv)
 			return 3;
 		}
 	}
-	if (!pidns)
+	if (!pidns) {
+		if (wait_go) {
+			printf("init %d\n", getpid());
+			fflush(stdout);
+		}
 		return loop(threads, n);
+	}
 	/* Before 6.14 pid_max is global: a write in the new namespace would
 	 * change the host's. Refuse rather than risk it. */
 	struct utsname u;
@@ -154,6 +184,10 @@ int main(int argc, char **argv)
 			return 4;
 		}
 		return loop(threads, n);
+	}
+	if (wait_go) {
+		printf("init %d\n", init);
+		fflush(stdout);
 	}
 	int st = 0;
 	waitpid(init, &st, 0);
