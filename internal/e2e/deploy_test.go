@@ -97,7 +97,7 @@ func monitorJSON(t *testing.T, objs rendered) map[string]any {
 	return m
 }
 
-type renderings struct{ base, prometheus, kmsg []byte }
+type renderings struct{ base, prometheus, kmsg, ebpf []byte }
 
 // render renders deploy/ with kustomize and Helm, lints the chart, and
 // checks that both give the same objects.
@@ -107,12 +107,15 @@ func render(t *testing.T) (kustomize, helm renderings) {
 	chart := filepath.Join(root, "deploy", "helm", "pidpressure")
 	run(t, h, "lint", "--strict", chart)
 	run(t, h, "lint", "--strict", chart, "--set", "kmsg.enabled=true,prometheus.enabled=true")
+	run(t, h, "lint", "--strict", chart, "--set", "ebpf.enabled=true")
 	kustomize.base = run(t, k, "build", filepath.Join(root, "deploy", "base"))
 	kustomize.prometheus = run(t, k, "build", filepath.Join(root, "deploy", "prometheus"))
 	kustomize.kmsg = run(t, k, "build", filepath.Join(root, "deploy", "kmsg"))
+	kustomize.ebpf = run(t, k, "build", filepath.Join(root, "deploy", "ebpf"))
 	helm.base = run(t, h, "template", "pidpressure", chart, "--kube-version", "1.37.2", "--namespace", "pidpressure")
 	helm.prometheus = run(t, h, "template", "pidpressure", chart, "--kube-version", "1.37.2", "--namespace", "pidpressure", "--set", "prometheus.enabled=true")
 	helm.kmsg = run(t, h, "template", "pidpressure", chart, "--kube-version", "1.37.2", "--namespace", "pidpressure", "--set", "kmsg.enabled=true")
+	helm.ebpf = run(t, h, "template", "pidpressure", chart, "--kube-version", "1.37.2", "--namespace", "pidpressure", "--set", "ebpf.enabled=true")
 	return kustomize, helm
 }
 
@@ -125,7 +128,7 @@ func TestDeployRenderings(t *testing.T) {
 	for _, c := range []struct {
 		name string
 		k, h []byte
-	}{{"base", k.base, h.base}, {"prometheus", k.prometheus, h.prometheus}, {"kmsg", k.kmsg, h.kmsg}} {
+	}{{"base", k.base, h.base}, {"prometheus", k.prometheus, h.prometheus}, {"kmsg", k.kmsg, h.kmsg}, {"ebpf", k.ebpf, h.ebpf}} {
 		ko, ho := parse(t, c.k), parse(t, c.h)
 		if len(ko) == 0 {
 			t.Fatalf("%s: kustomize rendered nothing", c.name)
@@ -160,6 +163,7 @@ func TestDeployRenderings(t *testing.T) {
 	_ = json.Unmarshal(rawDef, &def)
 	def["hostRoot"], def["stateDir"], def["metricsAddress"] = "/host", "/var/lib/pidpressure", "0.0.0.0:20258"
 	def["sources"].(map[string]any)["kmsg"].(map[string]any)["enabled"] = false
+	def["sources"].(map[string]any)["ebpf"].(map[string]any)["mode"] = "off" // no capability for it in the base
 	if d := cmp.Diff(def, deployed); d != "" {
 		t.Errorf("deploy/base/pid-pressure-monitor.json drifted from config/pid-pressure-monitor.json (-expected +deployed):\n%s", d)
 	}
@@ -230,6 +234,33 @@ func TestDeployRenderings(t *testing.T) {
 			t.Errorf("%s is mounted writable; only the state directory may be", m.Path)
 		}
 	}
+
+	// The eBPF rendering adds CAP_BPF and CAP_PERFMON and nothing else:
+	// the rest of every object is the base's, RBAC and admission included,
+	// and its monitor config turns the counter to auto.
+	base, withEBPF := parse(t, k.base), parse(t, k.ebpf)
+	for key, o := range base {
+		e := withEBPF[key]
+		if key == "ConfigMap/pidpressure/pidpressure-config" {
+			if m := monitorJSON(t, withEBPF); m["sources"].(map[string]any)["ebpf"].(map[string]any)["mode"] != "auto" {
+				t.Errorf("ebpf: sources.ebpf = %v, want mode auto", m["sources"].(map[string]any)["ebpf"])
+			}
+			continue
+		}
+		if key == "DaemonSet/pidpressure/pidpressure" {
+			caps := e["spec"].(map[string]any)["template"].(map[string]any)["spec"].(map[string]any)["containers"].([]any)[0].(map[string]any)["securityContext"].(map[string]any)["capabilities"].(map[string]any)
+			if !cmp.Equal(caps["add"], []any{"BPF", "PERFMON"}) || !cmp.Equal(caps["drop"], []any{"ALL"}) {
+				t.Errorf("ebpf: capabilities %v, want add [BPF PERFMON], drop [ALL]", caps)
+			}
+			delete(caps, "add")
+		}
+		if d := cmp.Diff(o, e); d != "" {
+			t.Errorf("ebpf: %s differs from the base beyond the capabilities (-base +ebpf):\n%s", key, d)
+		}
+	}
+	if len(withEBPF) != len(base) {
+		t.Errorf("ebpf renders %d objects, the base %d", len(withEBPF), len(base))
+	}
 }
 
 // TestDeployRBACAndAdmission applies both renderings with server-side
@@ -264,7 +295,8 @@ func TestDeployRBACAndAdmission(t *testing.T) {
 	// A dry run creates nothing, so the namespaced objects need their
 	// namespace to exist already.
 	admin([]byte(`{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"pidpressure"}}`), "apply", "--server-side", "-f", "-")
-	for name, stream := range map[string][]byte{"kustomize": k.prometheus, "helm": h.prometheus, "kustomize kmsg": k.kmsg, "helm kmsg": h.kmsg} {
+	for name, stream := range map[string][]byte{"kustomize": k.prometheus, "helm": h.prometheus, "kustomize kmsg": k.kmsg, "helm kmsg": h.kmsg,
+		"kustomize ebpf": k.ebpf, "helm ebpf": h.ebpf} {
 		if out, err := kubectl(cluster.Admin, stream, "apply", "--server-side", "--dry-run=server", "-f", "-"); err != nil {
 			t.Fatalf("%s rendering does not apply (server-side dry-run): %v\n%s", name, err, out)
 		}

@@ -11,5 +11,8 @@ app.kubernetes.io/name: pidpressure
 {{- if .Values.kmsg.enabled -}}
 {{- $_ := set $m.sources.kmsg "enabled" true -}}
 {{- end -}}
+{{- if .Values.ebpf.enabled -}}
+{{- $_ := set $m.sources.ebpf "mode" "auto" -}}
+{{- end -}}
 {{- $m | toPrettyJson -}}
 {{- end }}
