@@ -42,8 +42,8 @@ test: controlplane tools tracefs
 .PHONY: test-e2e
 # -p 1: the node VM runs under TCG, which a concurrent host fork storm of
 # the other package slows to a crawl.
-test-e2e: controlplane tools node-image
-	cd internal/e2e && KUBEBUILDER_ASSETS=$(CP_DIR) HELM=$(HELM) KUSTOMIZE=$(KUSTOMIZE) PROMTOOL=$(PROMTOOL) NODEVM_IMAGE=$(NODEVM_DIR) $(GO) test -p 1 -count=1 -timeout 20m -v ./...
+test-e2e: controlplane tools node-image tracefs
+	cd internal/e2e && KUBEBUILDER_ASSETS=$(CP_DIR) HELM=$(HELM) KUSTOMIZE=$(KUSTOMIZE) PROMTOOL=$(PROMTOOL) NODEVM_IMAGE=$(NODEVM_DIR) PIDPRESSURE_REQUIRE_EBPF=$(REQUIRE_EBPF) $(GO) test -p 1 -count=1 -timeout 20m -v ./...
 
 ## demo: the incident end to end for a newcomer: a real kube-apiserver, a Node, the agent, a PID namespace exhausted for real, kubectl describe node; exits 1 if the condition did not appear (needs root)
 .PHONY: demo
@@ -55,11 +55,11 @@ demo: controlplane
 test-short:
 	$(GO) test -short -count=1 ./...
 
-## bench: the benchmarks with their baselines, one package at a time so that none disturbs another (docs/benchmarks.md); ThreadScaling adds 20,000 threads for a few seconds, MatchedLineScaling and Storm 5,000 sleeping processes, Storm a 30 s failure storm through a journald of its own
+## bench: the benchmarks with their baselines, one package at a time so that none disturbs another (docs/benchmarks.md); ThreadScaling adds 20,000 threads for a few seconds, MatchedLineScaling and Storm 5,000 sleeping processes, Storm a 30 s failure storm through a journald of its own, Cost what the eBPF counter costs forks and system calls (as root)
 .PHONY: bench
 bench:
 	$(GO) test -p 1 -run '^$$' -bench 'Matcher$$|NPDBaseline|RegexpList|NodeSample|Walk' -benchmem -count 1 ./internal/signature/ ./internal/headroom/
-	$(GO) test -p 1 -run '^$$' -bench 'Ratios|ThreadScaling|JournalIngest|IdleFootprint|MatchedLineScaling|Storm' -benchtime 1x -count 1 ./internal/signature/ ./internal/headroom/ ./internal/journal/ ./cmd/pidpressure/ ./internal/agent/
+	$(GO) test -p 1 -run '^$$' -bench 'Ratios|ThreadScaling|JournalIngest|IdleFootprint|MatchedLineScaling|Storm|Cost' -benchtime 1x -count 1 ./internal/signature/ ./internal/headroom/ ./internal/journal/ ./cmd/pidpressure/ ./internal/agent/ ./internal/forkfail/
 
 ## bench-e2e: failure-to-condition latency through a real kube-apiserver, this agent (E2E_RUNS each) against NPD's exec-based custom plugin (E2E_EXEC_RUNS each, up to 105 s a run) (docs/benchmarks.md; about 20 minutes; needs root)
 .PHONY: bench-e2e

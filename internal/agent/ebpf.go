@@ -20,7 +20,8 @@ const (
 	EBPFOff = "off"
 	// EBPFAuto attaches where it costs nothing to other system calls: by
 	// fexit on the kernel's fork path. The tracepoints tax every system call
-	// of every thread (7 % on a getppid loop here, docs/ebpf.md), over the
+	// of every thread (+42 % on a getppid loop, +34 % on 1-byte reads on
+	// this project's CI machine: docs/ebpf.md, make bench), far over the
 	// 5 % that auto accepts, so auto never picks them.
 	EBPFAuto = "auto"
 	// EBPFOn attaches by fexit, else by the tracepoints.

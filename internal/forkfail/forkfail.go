@@ -162,7 +162,8 @@ const idleKey = time.Minute
 // kernel allows. An error wraps ErrNotSupported when the kernel has no BTF,
 // the agent lacks the privileges, or no mode attaches; it says why.
 func Open(o Options) (*Counter, error) {
-	if _, err := btf.LoadKernelSpec(); err != nil {
+	kernel, err := btf.LoadKernelSpec()
+	if err != nil {
 		return nil, fmt.Errorf("%w: the kernel has no BTF (/sys/kernel/btf/vmlinux): %w", ErrNotSupported, err)
 	}
 	modes := o.Modes
@@ -175,7 +176,7 @@ func Open(o Options) (*Counter, error) {
 	}
 	var why []string
 	for _, m := range modes {
-		c, err := open(m)
+		c, err := open(m, kernel)
 		if err == nil {
 			c.cpus = cpus
 			return c, nil
@@ -212,7 +213,11 @@ func programs(m Mode) []string {
 	}
 }
 
-func open(m Mode) (_ *Counter, err error) {
+// open loads and attaches the programs of mode m, relocated against the
+// kernel's own types only: the program reads no module's types, and a
+// module loaded or unloaded while the loader lists them would fail the load
+// ("load BTF for kmod edac_mce_amd: no such file", seen in the node VM).
+func open(m Mode, kernel *btf.Spec) (_ *Counter, err error) {
 	names := programs(m)
 	if names == nil {
 		return nil, fmt.Errorf("unknown mode %q", m)
@@ -230,7 +235,7 @@ func open(m Mode) (_ *Counter, err error) {
 			delete(spec.Programs, n)
 		}
 	}
-	coll, err := ebpf.NewCollection(spec)
+	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{Programs: ebpf.ProgramOptions{KernelTypes: kernel}})
 	if err != nil {
 		return nil, fmt.Errorf("loading: %w", err)
 	}
@@ -403,9 +408,9 @@ func Probe() []ModeStatus {
 	var out []ModeStatus
 	for _, m := range []Mode{ModeFexit, ModeTracepoint} {
 		st := ModeStatus{Mode: m}
-		if _, err := btf.LoadKernelSpec(); err != nil {
+		if kernel, err := btf.LoadKernelSpec(); err != nil {
 			st.Reason = "the kernel has no BTF (/sys/kernel/btf/vmlinux): " + err.Error()
-		} else if c, err := open(m); err != nil {
+		} else if c, err := open(m, kernel); err != nil {
 			st.Reason = explain(err)
 		} else {
 			st.Available = true

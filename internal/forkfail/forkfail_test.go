@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -15,11 +16,23 @@ import (
 	"github.com/pidpressure/pidpressure/internal/forkfail"
 )
 
-// pidsV1 is this machine's cgroup v1 pids hierarchy.
-const pidsV1 = "/sys/fs/cgroup/pids"
+// Environment of the live tests.
+const (
+	// requireEnv makes a counter that does not load a failure, not a skip
+	// (make test sets it as root).
+	requireEnv = "PIDPRESSURE_REQUIRE_EBPF"
+	// vmEnv says the tests run in the node VM, whose kernel is theirs:
+	// only there do they lower kernel.pid_max and kernel.threads-max.
+	vmEnv = "PIDPRESSURE_NODEVM"
+	// groundTruthEnv and costEnv name prebuilt programs (the VM has no
+	// compiler); otherwise they are built from testdata with gcc.
+	groundTruthEnv = "PIDPRESSURE_GROUNDTRUTH"
+	costEnv        = "PIDPRESSURE_COST"
+)
 
-// open attaches the counter in the mode the kernel allows, or skips.
-func open(t *testing.T) *forkfail.Counter {
+// modes returns the attach modes the kernel allows here, skipping the test
+// when there is none (failing it where the run requires one).
+func modes(t testing.TB) []forkfail.Mode {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("live test: loads a BPF program")
@@ -27,25 +40,49 @@ func open(t *testing.T) *forkfail.Counter {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root (CAP_BPF and CAP_PERFMON)")
 	}
-	c, err := forkfail.Open(forkfail.Options{})
-	if errors.Is(err, forkfail.ErrNotSupported) && os.Getenv("PIDPRESSURE_REQUIRE_EBPF") == "" {
-		t.Skipf("not supported here (PIDPRESSURE_REQUIRE_EBPF=1 makes this a failure): %v", err)
+	var ok []forkfail.Mode
+	var why []string
+	for _, m := range []forkfail.Mode{forkfail.ModeFexit, forkfail.ModeTracepoint} {
+		c, err := forkfail.Open(forkfail.Options{Modes: []forkfail.Mode{m}})
+		if err != nil {
+			why = append(why, err.Error())
+			continue
+		}
+		_ = c.Close()
+		ok = append(ok, m)
 	}
+	if len(ok) == 0 {
+		if os.Getenv(requireEnv) != "" {
+			t.Fatalf("no attach mode loads: %s", strings.Join(why, "; "))
+		}
+		t.Skipf("not supported here (%s=1 makes this a failure): %s", requireEnv, strings.Join(why, "; "))
+	}
+	for _, w := range why {
+		t.Logf("not here: %s", w)
+	}
+	return ok
+}
+
+func attach(t *testing.T, m forkfail.Mode) *forkfail.Counter {
+	t.Helper()
+	c, err := forkfail.Open(forkfail.Options{Modes: []forkfail.Mode{m}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = c.Close() })
-	t.Logf("attached by %s", c.Mode())
 	return c
 }
 
-// groundTruth builds testdata/groundtruth.c once per test binary.
-func groundTruth(t *testing.T) string {
+// program returns the prebuilt program named by env, or builds src.
+func program(t testing.TB, env, src string, flags ...string) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "groundtruth")
-	out, err := exec.Command("gcc", "-O2", "-Wall", "-pthread", "-o", bin, "testdata/groundtruth.c").CombinedOutput()
-	if err != nil {
-		t.Fatalf("building the ground truth: %v\n%s", err, out)
+	if p := os.Getenv(env); p != "" {
+		return p
+	}
+	bin := filepath.Join(t.TempDir(), strings.TrimSuffix(filepath.Base(src), ".c"))
+	args := append(append([]string{"-O2", "-Wall"}, flags...), "-o", bin, src)
+	if out, err := exec.Command("gcc", args...).CombinedOutput(); err != nil {
+		t.Fatalf("building %s: %v\n%s", src, err, out)
 	}
 	return bin
 }
@@ -96,13 +133,24 @@ func counted(t *testing.T, c *forkfail.Counter, comm string) (sum uint64, recs [
 	return sum, recs
 }
 
-// cgroup makes a v1 pids cgroup at pids.max max, removed at the end.
+// pidsHierarchy is where the pids controller is: the v1 hierarchy here,
+// the unified one in the node VM.
+func pidsHierarchy(t *testing.T) string {
+	t.Helper()
+	if _, err := os.Stat("/sys/fs/cgroup/pids/cgroup.procs"); err == nil {
+		return "/sys/fs/cgroup/pids"
+	}
+	if b, err := os.ReadFile("/sys/fs/cgroup/cgroup.subtree_control"); err == nil && strings.Contains(string(b), "pids") {
+		return "/sys/fs/cgroup"
+	}
+	t.Skip("no pids controller")
+	return ""
+}
+
+// cgroup makes a pids cgroup at pids.max max, removed at the end.
 func cgroup(t *testing.T, max int) (dir string, ino uint64) {
 	t.Helper()
-	if _, err := os.Stat(filepath.Join(pidsV1, "cgroup.procs")); err != nil {
-		t.Skip("no cgroup v1 pids hierarchy at " + pidsV1)
-	}
-	dir = filepath.Join(pidsV1, fmt.Sprintf("pidpressure-forkfail-%d-%d", os.Getpid(), time.Now().UnixNano()))
+	dir = filepath.Join(pidsHierarchy(t), fmt.Sprintf("pidpressure-forkfail-%d-%d", os.Getpid(), time.Now().UnixNano()))
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -122,64 +170,138 @@ func cgroup(t *testing.T, max int) (dir string, ino uint64) {
 	return dir, st.Ino
 }
 
-func TestCountsCgroupRefusals(t *testing.T) {
-	c := open(t)
-	bin := groundTruth(t)
-	for _, class := range []forkfail.Class{forkfail.ClassProcess, forkfail.ClassThread} {
-		t.Run(class.String(), func(t *testing.T) {
-			dir, ino := cgroup(t, 10)
-			comm := "gt-cg-" + class.String()[:3]
-			mode := "fork"
-			if class == forkfail.ClassThread {
-				mode = "thread"
-			}
-			_, eagain := run(t, bin, comm, mode, "50", "--cgroup", filepath.Join(dir, "cgroup.procs"))
-			sum, recs := counted(t, c, comm)
-			if sum != uint64(eagain) {
-				t.Fatalf("counted %d failures, the program saw %d: %+v", sum, eagain, recs)
-			}
-			for _, r := range recs {
-				if r.Limit != forkfail.LimitCgroup || r.Refusing != ino || r.Class != class || r.Max != 10 {
-					t.Errorf("record %+v: want limit cgroup, refusing %d (the cgroup), class %s, max 10", r, ino, class)
-				}
-			}
-			t.Logf("%d of %d refusals counted, labelled %s", sum, eagain, recs[0].Limit)
-		})
+// sysctl sets a kernel sysctl of the node VM for the test and restores it.
+func sysctl(t *testing.T, name string, v uint64) {
+	t.Helper()
+	if os.Getenv(vmEnv) == "" {
+		t.Skipf("changes kernel.%s: only in the node VM (%s=1)", name, vmEnv)
 	}
-}
-
-func TestCountsPIDNamespaceExhaustion(t *testing.T) {
-	c := open(t)
-	bin := groundTruth(t)
-	host, err := os.Readlink("/proc/self/ns/pid")
+	p := "/proc/sys/kernel/" + name
+	old, err := os.ReadFile(p)
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, eagain := run(t, bin, "gt-pidns", "fork", "500", "--pidns", "400")
-	sum, recs := counted(t, c, "gt-pidns")
+	if err := os.WriteFile(p, []byte(strconv.FormatUint(v, 10)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := os.WriteFile(p, old, 0o644); err != nil {
+			t.Errorf("restoring %s: %v", p, err)
+		}
+	})
+}
+
+// tasks is the node's task count (/proc/loadavg).
+func tasks(t *testing.T) uint64 {
+	t.Helper()
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var a, b1, c float64
+	var running, total uint64
+	if _, err := fmt.Sscanf(string(b), "%f %f %f %d/%d", &a, &b1, &c, &running, &total); err != nil {
+		t.Fatal(err)
+	}
+	return total
+}
+
+// check asserts that what the counter counted for comm equals what the
+// program saw, and that every record satisfies want.
+func check(t *testing.T, c *forkfail.Counter, comm string, eagain int, want func(forkfail.Record) string) {
+	t.Helper()
+	sum, recs := counted(t, c, comm)
 	if sum != uint64(eagain) {
 		t.Fatalf("counted %d failures, the program saw %d: %+v", sum, eagain, recs)
 	}
 	for _, r := range recs {
-		if r.Limit != forkfail.LimitPIDMax || r.Max != 400 || fmt.Sprintf("pid:[%d]", r.PIDNS) == host {
-			t.Errorf("record %+v: want limit pid_max, max 400, the new namespace (not %s)", r, host)
+		if msg := want(r); msg != "" {
+			t.Errorf("record %+v: %s", r, msg)
 		}
 	}
 	t.Logf("%d of %d refusals counted, labelled %s", sum, eagain, recs[0].Limit)
 }
 
-func TestCountsRlimitNproc(t *testing.T) {
-	c := open(t)
-	bin := groundTruth(t)
-	_, eagain := run(t, bin, "gt-nproc", "fork", "50", "--nproc", "20", "--uid", "65534")
-	sum, recs := counted(t, c, "gt-nproc")
-	if sum != uint64(eagain) {
-		t.Fatalf("counted %d failures, the program saw %d: %+v", sum, eagain, recs)
+// TestCounts checks, in every attach mode the kernel allows, that the
+// counter counts exactly the creations a program saw refused, and names
+// the limit that refused them: a pids cgroup (processes and threads), a
+// PID namespace's own pid_max (Linux >= 6.14), the user's RLIMIT_NPROC
+// and, in the node VM, the node's kernel.pid_max and kernel.threads-max.
+func TestCounts(t *testing.T) {
+	ms := modes(t)
+	gt := program(t, groundTruthEnv, "testdata/groundtruth.c", "-pthread")
+	for _, m := range ms {
+		t.Run(string(m), func(t *testing.T) {
+			for _, class := range []forkfail.Class{forkfail.ClassProcess, forkfail.ClassThread} {
+				t.Run("cgroup-"+class.String(), func(t *testing.T) {
+					c := attach(t, m)
+					dir, ino := cgroup(t, 10)
+					comm, kind := "gt-cg-"+class.String()[:3], map[forkfail.Class]string{forkfail.ClassProcess: "fork", forkfail.ClassThread: "thread"}[class]
+					_, eagain := run(t, gt, comm, kind, "50", "--cgroup", filepath.Join(dir, "cgroup.procs"))
+					check(t, c, comm, eagain, func(r forkfail.Record) string {
+						if r.Limit != forkfail.LimitCgroup || r.Refusing != ino || r.Class != class || r.Max != 10 {
+							return fmt.Sprintf("want limit cgroup, refusing %d (the cgroup), class %s, max 10", ino, class)
+						}
+						return ""
+					})
+				})
+			}
+			t.Run("pid-namespace", func(t *testing.T) {
+				c := attach(t, m)
+				host, err := os.Readlink("/proc/self/ns/pid")
+				if err != nil {
+					t.Fatal(err)
+				}
+				_, eagain := run(t, gt, "gt-pidns", "fork", "500", "--pidns", "400")
+				check(t, c, "gt-pidns", eagain, func(r forkfail.Record) string {
+					if r.Limit != forkfail.LimitPIDMax || r.Max != 400 || fmt.Sprintf("pid:[%d]", r.PIDNS) == host {
+						return "want limit pid_max, max 400, the new namespace (not " + host + ")"
+					}
+					return ""
+				})
+			})
+			t.Run("nproc", func(t *testing.T) {
+				c := attach(t, m)
+				_, eagain := run(t, gt, "gt-nproc", "fork", "50", "--nproc", "20", "--uid", "65534")
+				check(t, c, "gt-nproc", eagain, func(r forkfail.Record) string {
+					if r.Limit != forkfail.LimitNproc || r.UID != 65534 || r.Max != 20 {
+						return "want limit nproc, uid 65534, max 20"
+					}
+					return ""
+				})
+			})
+			t.Run("node-pid_max", func(t *testing.T) {
+				limit := tasks(t) + 400
+				sysctl(t, "pid_max", limit)
+				c := attach(t, m)
+				if err := c.SetHostPIDMax(int64(limit)); err != nil {
+					t.Fatal(err)
+				}
+				_, eagain := run(t, gt, "gt-pidmax", "fork", "800")
+				check(t, c, "gt-pidmax", eagain, func(r forkfail.Record) string {
+					if r.Limit != forkfail.LimitPIDMax || r.Max != int64(limit) {
+						return fmt.Sprintf("want limit pid_max, max %d", limit)
+					}
+					return ""
+				})
+			})
+			t.Run("threads-max", func(t *testing.T) {
+				sysctl(t, "threads-max", tasks(t)+100)
+				c := attach(t, m)
+				_, eagain := run(t, gt, "gt-threads", "thread", "300")
+				// The tracepoints cannot read threads-max: their label is
+				// unknown, and the agent names it from the node's numbers.
+				want := forkfail.LimitThreadsMax
+				if m == forkfail.ModeTracepoint {
+					want = forkfail.LimitUnknown
+				}
+				check(t, c, "gt-threads", eagain, func(r forkfail.Record) string {
+					if r.Limit != want || r.Class != forkfail.ClassThread {
+						return fmt.Sprintf("want limit %s, class thread", want)
+					}
+					return ""
+				})
+			})
+		})
 	}
-	for _, r := range recs {
-		if r.Limit != forkfail.LimitNproc || r.UID != 65534 || r.Max != 20 {
-			t.Errorf("record %+v: want limit nproc, uid 65534, max 20", r)
-		}
-	}
-	t.Logf("%d of %d refusals counted, labelled %s", sum, eagain, recs[0].Limit)
 }
