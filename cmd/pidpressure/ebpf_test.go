@@ -164,7 +164,7 @@ func TestWatchCountedExhaustion(t *testing.T) {
 		}
 		return false
 	})
-	for _, want := range []string{"gt-burst (pid ", "the kernel counted", "kernel.pid_max=400", "top consumers: gt-burst ("} {
+	for _, want := range []string{"gt-burst (pid 1)", "the kernel counted", "kernel.pid_max=400", "top consumers: gt-burst ("} {
 		if got.Reason != "PIDExhausted" || !strings.Contains(got.Message, want) {
 			t.Errorf("condition %s %s: %s; want PIDExhausted naming %q", got.Status, got.Reason, got.Message, want)
 		}

@@ -151,6 +151,9 @@ func newCountedReader(root hostfs.Root, ctr *forkfail.Counter) *countedReader {
 	if n, err := r.sampler.Node(); err == nil {
 		_ = ctr.SetHostPIDMax(int64(n.PIDMax))
 	}
+	// PIDs as the node's /proc numbers them (the same as the kernel's own
+	// where the agent shares the host's PID namespace, as in the DaemonSet).
+	_ = ctr.SetPIDNamespace(root.ProcPath("1", "ns", "pid"))
 	if hs, err := headroom.Hierarchies(root); err == nil && len(hs) > 0 {
 		r.h = hs[0]
 		r.pids = headroom.NewCgroupIDs(hs[0])

@@ -138,6 +138,7 @@ type Counter struct {
 	links                   []link.Link
 	fails, totals, settings *ebpf.Map
 	rd                      *ringbuf.Reader
+	set                     forkfailNodeSettings // what settings holds
 
 	last     map[forkfailFailKey]seen
 	counted  [totalSlots]uint64 // per limit and class: what the keyed records carried
@@ -272,7 +273,21 @@ func (c *Counter) Mode() Mode { return c.mode }
 // SetHostPIDMax tells the program the host's kernel.pid_max, for kernels
 // whose PID namespaces do not carry their own (before 6.14).
 func (c *Counter) SetHostPIDMax(v int64) error {
-	return c.settings.Put(uint32(0), v)
+	c.set.HostPidMax = v
+	return c.settings.Put(uint32(0), c.set)
+}
+
+// SetPIDNamespace makes the program report PIDs as the PID namespace of
+// the nsfs file path (as /proc/PID/ns/pid) numbers them, for the processes
+// in it: those the agent's /proc shows. By default they are the initial
+// namespace's, which are the same for an agent that shares the host's.
+func (c *Counter) SetPIDNamespace(path string) error {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return fmt.Errorf("the PID namespace: %w", err)
+	}
+	c.set.NsDev, c.set.NsIno = st.Dev, st.Ino
+	return c.settings.Put(uint32(0), c.set)
 }
 
 // Wait blocks until the program has rung: a failure of a key not sampled

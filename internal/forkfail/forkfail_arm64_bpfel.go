@@ -48,6 +48,13 @@ type forkfailInflight struct {
 	Max          int64
 }
 
+type forkfailNodeSettings struct {
+	_          structs.HostLayout
+	HostPidMax int64
+	NsDev      uint64
+	NsIno      uint64
+}
+
 type forkfailSample struct {
 	_   structs.HostLayout
 	Key forkfailFailKey
@@ -75,6 +82,7 @@ const (
 	forkfailProgExitPidsCanFork  = "exit_pids_can_fork"
 	forkfailProgExitVfork        = "exit_vfork"
 	forkfailVarUnusedSample      = "unused_sample"
+	forkfailVarUnusedSettings    = "unused_settings"
 )
 
 // loadForkfail returns the embedded CollectionSpec for forkfail.
@@ -145,7 +153,8 @@ type forkfailMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type forkfailVariableSpecs struct {
-	UnusedSample *ebpf.VariableSpec `ebpf:"unused_sample"`
+	UnusedSample   *ebpf.VariableSpec `ebpf:"unused_sample"`
+	UnusedSettings *ebpf.VariableSpec `ebpf:"unused_settings"`
 }
 
 // forkfailObjects contains all objects after they have been loaded into the kernel.
@@ -189,7 +198,8 @@ func (m *forkfailMaps) Close() error {
 //
 // It can be passed to loadForkfailObjects or ebpf.CollectionSpec.LoadAndAssign.
 type forkfailVariables struct {
-	UnusedSample *ebpf.Variable `ebpf:"unused_sample"`
+	UnusedSample   *ebpf.Variable `ebpf:"unused_sample"`
+	UnusedSettings *ebpf.Variable `ebpf:"unused_settings"`
 }
 
 // forkfailPrograms contains all programs after they have been loaded into the kernel.

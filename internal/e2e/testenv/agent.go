@@ -36,6 +36,7 @@ type Monitor struct {
 	QuietPeriod    string // default 10s
 	EventInterval  string // default 5s
 	PidsEvents     bool   // the pids.events watcher (cgroup scenarios)
+	EBPF           string // sources.ebpf.mode (default auto)
 }
 
 func (m Monitor) json() string {
@@ -45,8 +46,8 @@ func (m Monitor) json() string {
 		}
 		return s
 	}
-	return fmt.Sprintf(`{"sampleInterval": %q, "thresholds": {"failureWindow": %q, "quietPeriod": %q}, "events": {"interval": %q}, "sources": {"pidsEvents": {"enabled": %t}}}`,
-		or(m.SampleInterval, "500ms"), or(m.FailureWindow, "3s"), or(m.QuietPeriod, "10s"), or(m.EventInterval, "5s"), m.PidsEvents)
+	return fmt.Sprintf(`{"sampleInterval": %q, "thresholds": {"failureWindow": %q, "quietPeriod": %q}, "events": {"interval": %q}, "sources": {"pidsEvents": {"enabled": %t}, "ebpf": {"mode": %q}}}`,
+		or(m.SampleInterval, "500ms"), or(m.FailureWindow, "3s"), or(m.QuietPeriod, "10s"), or(m.EventInterval, "5s"), m.PidsEvents, or(m.EBPF, "auto"))
 }
 
 // Agent is a running node-problem-detector.

@@ -101,13 +101,22 @@ struct {
 	__uint(max_entries, 64 * 1024);
 } samples SEC(".maps");
 
-/* settings[0]: the host's kernel.pid_max, written by the agent, for kernels
- * whose PID namespaces do not carry their own. */
+/* settings[0], written by the agent. */
+struct node_settings {
+	/* the node's kernel.pid_max, for kernels whose PID namespaces do not
+	 * carry their own (before 6.14) */
+	s64 host_pid_max;
+	/* the agent's PID namespace (its nsfs device and inode): the PIDs it
+	 * reports are as that namespace numbers them, as /proc shows them */
+	u64 ns_dev;
+	u64 ns_ino;
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, u32);
-	__type(value, s64);
+	__type(value, struct node_settings);
 } settings SEC(".maps");
 
 /* inflight: what copy_process reached, per thread, for fexit's label. */
@@ -129,6 +138,7 @@ struct {
 
 /* Force the types the agent reads into the object's BTF. */
 const struct sample *unused_sample __attribute__((unused));
+const struct node_settings *unused_settings __attribute__((unused));
 
 static __always_inline void bump(u32 idx)
 {
@@ -196,14 +206,14 @@ static __always_inline int by_pid_max(struct task_struct *t, struct fail_key *k,
 {
 	struct pid_namespace *ns = BPF_CORE_READ(t, nsproxy, pid_ns_for_children);
 	u32 zero = 0;
-	s64 *host = bpf_map_lookup_elem(&settings, &zero);
+	struct node_settings *set = bpf_map_lookup_elem(&settings, &zero);
 	for (int i = 0; i < MAX_LEVELS && ns; i++) {
 		s64 alloc = BPF_CORE_READ(ns, pid_allocated) & ~PIDNS_ADDING;
 		s64 pmax = 0;
 		if (bpf_core_field_exists(ns->pid_max))
 			pmax = BPF_CORE_READ(ns, pid_max);
-		else if (host)
-			pmax = *host;
+		else if (set)
+			pmax = set->host_pid_max;
 		if (pmax > RESERVED_PIDS && alloc >= pmax - RESERVED_PIDS) {
 			k->pidns = BPF_CORE_READ(ns, ns.inum);
 			v->used = alloc;
@@ -243,7 +253,17 @@ static __always_inline void record(struct fail_key *k, struct fail_val *seen)
 	struct task_struct *t = (struct task_struct *)bpf_get_current_task();
 	u64 pt = bpf_get_current_pid_tgid();
 	u64 now = bpf_ktime_get_ns();
+	u32 zero = 0;
+	struct node_settings *set = bpf_map_lookup_elem(&settings, &zero);
 	k->tgid = pt >> 32;
+	if (set && set->ns_ino) {
+		/* as the agent's namespace numbers it, when the forker is in it */
+		struct bpf_pidns_info ns = {};
+		if (bpf_get_ns_current_pid_tgid(set->ns_dev, set->ns_ino, &ns, sizeof(ns)) == 0) {
+			k->tgid = ns.tgid;
+			pt = ((u64)ns.tgid << 32) | ns.pid;
+		}
+	}
 	k->cgroup = bpf_get_current_cgroup_id();
 	k->pids_cgroup = css_id(pids_css(BPF_CORE_READ(t, cgroups)));
 	if (k->limit != LIMIT_PID_MAX)

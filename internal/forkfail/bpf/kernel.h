@@ -41,6 +41,12 @@ enum {
 	BPF_RB_AVAIL_DATA = 0,
 };
 
+/* uapi: bpf_get_ns_current_pid_tgid's answer */
+struct bpf_pidns_info {
+	__u32 pid;
+	__u32 tgid;
+};
+
 #pragma clang attribute push(__attribute__((preserve_access_index)), apply_to = record)
 
 typedef struct {
