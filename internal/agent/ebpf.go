@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"k8s.io/utils/clock"
+
 	"github.com/pidpressure/pidpressure/internal/forkfail"
 	"github.com/pidpressure/pidpressure/internal/headroom"
 	"github.com/pidpressure/pidpressure/internal/hostfs"
@@ -88,7 +90,7 @@ func (e *ebpfSource) run(ctx context.Context, c *sourceCounters) error {
 	defer func() { _ = ctr.Close() }()
 	mode := ctr.Mode()
 	e.mode.Store(&mode)
-	r := newCountedReader(s.cfg.Root, ctr)
+	r := newCountedReader(s.cfg.Root, ctr, s.clock)
 	c.up.Store(true)
 	defer c.up.Store(false)
 	s.log.Info("source started", "source", ebpfName, "mode", string(mode))
@@ -146,7 +148,7 @@ type countedReader struct {
 	nodeNS  uint32
 }
 
-func newCountedReader(root hostfs.Root, ctr *forkfail.Counter) *countedReader {
+func newCountedReader(root hostfs.Root, ctr *forkfail.Counter, clk clock.PassiveClock) *countedReader {
 	r := &countedReader{root: root, ctr: ctr, sampler: headroom.NewSampler(root), nodeNS: pidNamespace(root)}
 	if n, err := r.sampler.Node(); err == nil {
 		_ = ctr.SetHostPIDMax(int64(n.PIDMax))
@@ -156,7 +158,7 @@ func newCountedReader(root hostfs.Root, ctr *forkfail.Counter) *countedReader {
 	_ = ctr.SetPIDNamespace(root.ProcPath("1", "ns", "pid"))
 	if hs, err := headroom.Hierarchies(root); err == nil && len(hs) > 0 {
 		r.h = hs[0]
-		r.pids = headroom.NewCgroupIDs(hs[0])
+		r.pids = headroom.NewCgroupIDs(hs[0], clk)
 	}
 	return r
 }

@@ -6,6 +6,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"k8s.io/utils/clock"
 )
 
 // maxCgroupIDs bounds the directories CgroupIDs remembers and walks.
@@ -21,12 +23,12 @@ type CgroupIDs struct {
 	h      Hierarchy
 	paths  map[uint64]string
 	walked time.Time
-	now    func() time.Time
+	clock  clock.PassiveClock
 }
 
-// NewCgroupIDs resolves the ids of hierarchy h.
-func NewCgroupIDs(h Hierarchy) *CgroupIDs {
-	return &CgroupIDs{h: h, paths: map[uint64]string{}, now: time.Now}
+// NewCgroupIDs resolves the ids of hierarchy h; clk paces its walks.
+func NewCgroupIDs(h Hierarchy, clk clock.PassiveClock) *CgroupIDs {
+	return &CgroupIDs{h: h, paths: map[uint64]string{}, clock: clk}
 }
 
 // Path returns the path of the cgroup whose id is id, or false if no
@@ -41,7 +43,7 @@ func (c *CgroupIDs) Path(id uint64) (string, bool) {
 	if p, ok := c.paths[id]; ok {
 		return p, true
 	}
-	if now := c.now(); c.walked.IsZero() || now.Sub(c.walked) >= time.Second {
+	if now := c.clock.Now(); c.walked.IsZero() || now.Sub(c.walked) >= time.Second {
 		c.walked = now
 		c.walk()
 	}
