@@ -462,3 +462,33 @@ func TestRecoveringWithoutASample(t *testing.T) {
 		}
 	}
 }
+
+// TestKernelCountLeadsTheNodeMessage: counted failures at a node limit add
+// up within the failure window and lead the message; a log line in the
+// same window keeps the count; after a quiet window the count starts over.
+func TestKernelCountLeadsTheNodeMessage(t *testing.T) {
+	t.Parallel()
+	c, clk := newC(t)
+	n := node(32468)
+	c.Record(n)
+	counted := func(k uint64) Failure {
+		f := nodeFailure(n)
+		f.Signature, f.Trust, f.Counted, f.Who = "", logline.TrustKernel, k, "bash (pid 7)"
+		return f
+	}
+	c.Observe(counted(1))
+	if cond, _ := c.Evaluate(); !cond.Status || cond.Reason != ReasonExhausted || !strings.Contains(cond.Message, "bash (pid 7) cannot create threads: the kernel counted 1 refused creation; node tasks") {
+		t.Fatalf("after one counted failure: %+v", cond)
+	}
+	clk.Step(time.Second)
+	c.Observe(counted(215))
+	c.Observe(nodeFailure(n)) // a log line: the count stays
+	if cond, _ := c.Evaluate(); !strings.Contains(cond.Message, "the kernel counted 216 refused creations;") {
+		t.Fatalf("after 216 counted and a line: %s", cond.Message)
+	}
+	clk.Step(DefaultConfig().FailureWindow + time.Second)
+	c.Observe(counted(3))
+	if cond, _ := c.Evaluate(); !strings.Contains(cond.Message, "the kernel counted 3 refused creations;") {
+		t.Fatalf("a window later, the count must start over: %s", cond.Message)
+	}
+}
