@@ -63,7 +63,7 @@ func TestDropInPrometheus(t *testing.T) {
 	}
 	conf := filepath.Join(t.TempDir(), "pid-pressure-monitor.json")
 	if err := os.WriteFile(conf, []byte(`{"sampleInterval": "200ms", "hostRoot": "`+host+`",
-	"sources": {"journal": {"enabled": false}, "kmsg": {"enabled": false}, "pidsEvents": {"enabled": false}}}`), 0o644); err != nil {
+	"sources": {"journal": {"enabled": false}, "kmsg": {"enabled": false}, "pidsEvents": {"enabled": false}, "ebpf": {"mode": "off"}}}`), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	port, own := freePort(t), freePort(t)
@@ -158,7 +158,7 @@ func TestStockNPDRunsCheck(t *testing.T) {
 		t.Fatal(err)
 	}
 	monitor := filepath.Join(dir, "monitor.json")
-	if err := os.WriteFile(monitor, []byte(`{"sources": {"journal": {"enabled": false}, "kmsg": {"enabled": false}, "pidsEvents": {"enabled": false}}}`), 0o644); err != nil {
+	if err := os.WriteFile(monitor, []byte(`{"sources": {"journal": {"enabled": false}, "kmsg": {"enabled": false}, "pidsEvents": {"enabled": false}, "ebpf": {"mode": "off"}}}`), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	b, err := os.ReadFile(filepath.Join("..", "..", "config", "pid-pressure-plugin.json"))

@@ -31,7 +31,7 @@ func runCheck(t *testing.T, args ...string) (int, string) {
 func sourcesOffConfig(t *testing.T, extra string) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "monitor.json")
-	mustWrite(t, p, `{"sources": {"journal": {"enabled": false}, "kmsg": {"enabled": false}, "pidsEvents": {"enabled": false}}`+extra+`}`)
+	mustWrite(t, p, `{"sources": {"journal": {"enabled": false}, "kmsg": {"enabled": false}, "pidsEvents": {"enabled": false}, "ebpf": {"mode": "off"}}`+extra+`}`)
 	return p
 }
 

@@ -61,7 +61,7 @@ func writeConfig(t *testing.T, hostRoot, extra string) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "pid-pressure-monitor.json")
 	s := `{"sampleInterval": "200ms", "hostRoot": ` + strconvQuote(hostRoot) + `,
-	"sources": {"journal": {"enabled": false}, "kmsg": {"enabled": false}, "pidsEvents": {"enabled": false}}` + extra + `}`
+	"sources": {"journal": {"enabled": false}, "kmsg": {"enabled": false}, "pidsEvents": {"enabled": false}, "ebpf": {"mode": "off"}}` + extra + `}`
 	if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
 		t.Fatal(err)
 	}
