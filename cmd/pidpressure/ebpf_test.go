@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/pidpressure/pidpressure/internal/forkfail"
+	"github.com/pidpressure/pidpressure/internal/hostfs"
 )
 
 // groundTruth is the C program that counts its own refused creations
@@ -71,7 +72,7 @@ func (g *groundTruth) line(t *testing.T) string {
 }
 
 // requireEBPF skips a test where the counter cannot load, unless the run
-// requires it (PIDPRESSURE_REQUIRE_EBPF, set by make test as root).
+// requires it (PIDPRESSURE_REQUIRE_SUPPORTED, set by make test as root).
 func requireEBPF(t *testing.T) {
 	t.Helper()
 	if !ebpfSupported(t) {
@@ -80,7 +81,7 @@ func requireEBPF(t *testing.T) {
 }
 
 // ebpfSupported reports whether the counter loads here; where the run
-// requires it (PIDPRESSURE_REQUIRE_EBPF), not loading fails the test.
+// requires it (PIDPRESSURE_REQUIRE_SUPPORTED), not loading fails the test.
 func ebpfSupported(t *testing.T) bool {
 	t.Helper()
 	c, err := forkfail.Open(forkfail.Options{})
@@ -88,7 +89,7 @@ func ebpfSupported(t *testing.T) bool {
 		_ = c.Close()
 		return true
 	}
-	if !errors.Is(err, forkfail.ErrNotSupported) || os.Getenv("PIDPRESSURE_REQUIRE_EBPF") != "" {
+	if !errors.Is(err, hostfs.ErrNotSupported) || os.Getenv("PIDPRESSURE_REQUIRE_SUPPORTED") != "" {
 		t.Fatal(err)
 	}
 	t.Logf("the eBPF counter is not supported here: %v", err)

@@ -98,7 +98,9 @@ func TestWatchCgroupScenarios(t *testing.T) {
 	}()
 	snapshot := func() []watchRecord { mu.Lock(); defer mu.Unlock(); return append([]watchRecord(nil), recs...) }
 	waitFor(t, 20*time.Second, func() bool { return len(snapshot()) > 0 })
-	time.Sleep(2 * time.Second) // the sources start after the first record
+	// The sources start after the first record: /healthz answers 200 once
+	// every enabled source that this host supports runs.
+	waitFor(t, 20*time.Second, func() bool { code, _ := get("http://" + addr + "/healthz"); return code == http.StatusOK })
 	trueConditions := func(rs []watchRecord) (n int) {
 		for _, r := range rs {
 			if r.Kind == "condition" && r.Status == "True" {
@@ -122,7 +124,8 @@ func TestWatchCgroupScenarios(t *testing.T) {
 		}
 		return false
 	})
-	time.Sleep(time.Second)
+	// A condition the line changed is printed before the line's Event (the
+	// detector reports the condition, then the Events, of each evaluation).
 	if n := trueConditions(snapshot()); n != 0 {
 		t.Fatalf("a forged line turned the condition True: %+v", snapshot())
 	}

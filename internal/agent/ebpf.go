@@ -3,8 +3,6 @@ package agent
 import (
 	"context"
 	"fmt"
-	"os"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -149,7 +147,7 @@ type countedReader struct {
 }
 
 func newCountedReader(root hostfs.Root, ctr *forkfail.Counter, clk clock.PassiveClock) *countedReader {
-	r := &countedReader{root: root, ctr: ctr, sampler: headroom.NewSampler(root), nodeNS: pidNamespace(root)}
+	r := &countedReader{root: root, ctr: ctr, sampler: headroom.NewSampler(root), nodeNS: headroom.PIDNamespace(root)}
 	if n, err := r.sampler.Node(); err == nil {
 		_ = ctr.SetHostPIDMax(int64(n.PIDMax))
 	}
@@ -207,20 +205,6 @@ func (r *countedReader) read(now time.Time) ([]Counted, error) {
 		sample()
 	}
 	return out, nil
-}
-
-// pidNamespace is the inode number of the PID namespace of the root's
-// /proc: the node's, whose pid_max the node sample reads.
-func pidNamespace(root hostfs.Root) uint32 {
-	l, err := os.Readlink(root.ProcPath("1", "ns", "pid"))
-	if err != nil {
-		return 0
-	}
-	var ino uint32
-	if _, err := fmt.Sscanf(strings.TrimSpace(l), "pid:[%d]", &ino); err != nil {
-		return 0
-	}
-	return ino
 }
 
 // EBPFMode is how the eBPF source attached ("" while it has not).

@@ -12,11 +12,7 @@ import (
 	"golang.org/x/sync/errgroup"
 	"k8s.io/utils/clock"
 
-	"github.com/pidpressure/pidpressure/internal/forkfail"
-	"github.com/pidpressure/pidpressure/internal/headroom"
 	"github.com/pidpressure/pidpressure/internal/hostfs"
-	"github.com/pidpressure/pidpressure/internal/journal"
-	"github.com/pidpressure/pidpressure/internal/kmsg"
 	"github.com/pidpressure/pidpressure/internal/logline"
 	"github.com/pidpressure/pidpressure/internal/pidsevents"
 	"github.com/pidpressure/pidpressure/internal/signature"
@@ -276,7 +272,7 @@ func (s *Sources) supervise(ctx context.Context, idx int, run func(context.Conte
 		}
 		msg := fmt.Sprint(err)
 		s.per[idx].lastErr.Store(&msg)
-		if errors.Is(err, journal.ErrNotSupported) || errors.Is(err, kmsg.ErrNotSupported) || errors.Is(err, headroom.ErrNotSupported) || errors.Is(err, forkfail.ErrNotSupported) {
+		if errors.Is(err, hostfs.ErrNotSupported) {
 			s.per[idx].unsupported.Store(true)
 			s.log.Warn("source not supported here; the others carry on", "source", name, "err", err)
 			<-ctx.Done()

@@ -17,7 +17,6 @@ import (
 	testclock "k8s.io/utils/clock/testing"
 
 	"github.com/pidpressure/pidpressure/internal/hostfs"
-	"github.com/pidpressure/pidpressure/internal/journal"
 	"github.com/pidpressure/pidpressure/internal/logline"
 	"github.com/pidpressure/pidpressure/internal/signature"
 	"github.com/pidpressure/pidpressure/internal/state"
@@ -95,7 +94,7 @@ func TestSuperviseGivesUpWhenNotSupported(t *testing.T) {
 	go func() {
 		s.supervise(ctx, indexOf(t, s, "journal"), func(context.Context) error {
 			runs.Add(1)
-			return journal.ErrNotSupported
+			return hostfs.NotSupported("journal", errors.New("no journal here"))
 		})
 		close(done)
 	}()

@@ -321,7 +321,7 @@ func saveDescribe(t *testing.T, name, node, out string) {
 }
 
 // ebpfLoads reports whether the eBPF counter attaches here in some mode;
-// where the run requires it (PIDPRESSURE_REQUIRE_EBPF, make test as root),
+// where the run requires it (PIDPRESSURE_REQUIRE_SUPPORTED, make test as root),
 // not attaching fails the test.
 func ebpfLoads(t *testing.T) bool {
 	t.Helper()
@@ -330,7 +330,7 @@ func ebpfLoads(t *testing.T) bool {
 		_ = c.Close()
 		return true
 	}
-	if os.Getenv("PIDPRESSURE_REQUIRE_EBPF") != "" {
+	if os.Getenv("PIDPRESSURE_REQUIRE_SUPPORTED") != "" {
 		t.Fatalf("the eBPF counter does not attach: %v", err)
 	}
 	t.Logf("the eBPF counter does not attach here: %v", err)

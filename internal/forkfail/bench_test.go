@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/pidpressure/pidpressure/internal/forkfail"
+	"github.com/pidpressure/pidpressure/internal/hostfs"
 )
 
 // BenchmarkCost measures what the counter costs the node's workloads, as
@@ -33,7 +34,7 @@ func BenchmarkCost(b *testing.B) {
 	for range b.N {
 		for _, m := range []forkfail.Mode{forkfail.ModeFexit, forkfail.ModeTracepoint} {
 			c, err := forkfail.Open(forkfail.Options{Modes: []forkfail.Mode{m}})
-			if errors.Is(err, forkfail.ErrNotSupported) {
+			if errors.Is(err, hostfs.ErrNotSupported) {
 				b.Logf("%s: %v", m, err)
 				continue
 			}

@@ -23,11 +23,14 @@ import (
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
 	"golang.org/x/sys/unix"
+
+	"github.com/pidpressure/pidpressure/internal/hostfs"
 )
 
-// ErrNotSupported is returned by Open when the kernel or the agent's
-// privileges do not allow the counter; the error says what is missing.
-var ErrNotSupported = errors.New("eBPF fork-failure counter not supported")
+// what names the counter in a hostfs.NotSupportedError: Open's error matches
+// hostfs.ErrNotSupported when the kernel or the agent's privileges do not
+// allow the counter, and says what is missing.
+const what = "eBPF fork-failure counter"
 
 // Mode is how the counter is attached.
 type Mode string
@@ -160,12 +163,12 @@ const maxKeys = 4096
 const idleKey = time.Minute
 
 // Open loads the program and attaches it in the first mode of o.Modes the
-// kernel allows. An error wraps ErrNotSupported when the kernel has no BTF,
+// kernel allows. Its error matches hostfs.ErrNotSupported when the kernel has no BTF,
 // the agent lacks the privileges, or no mode attaches; it says why.
 func Open(o Options) (*Counter, error) {
 	kernel, err := btf.LoadKernelSpec()
 	if err != nil {
-		return nil, fmt.Errorf("%w: the kernel has no BTF (/sys/kernel/btf/vmlinux): %w", ErrNotSupported, err)
+		return nil, hostfs.NotSupported(what, fmt.Errorf("the kernel has no BTF (/sys/kernel/btf/vmlinux): %w", err))
 	}
 	modes := o.Modes
 	if len(modes) == 0 {
@@ -173,7 +176,7 @@ func Open(o Options) (*Counter, error) {
 	}
 	cpus, err := ebpf.PossibleCPU()
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrNotSupported, err)
+		return nil, hostfs.NotSupported(what, err)
 	}
 	var why []string
 	for _, m := range modes {
@@ -184,7 +187,7 @@ func Open(o Options) (*Counter, error) {
 		}
 		why = append(why, fmt.Sprintf("%s: %s", m, explain(err)))
 	}
-	return nil, fmt.Errorf("%w: %s", ErrNotSupported, strings.Join(why, "; "))
+	return nil, hostfs.NotSupported(what, errors.New(strings.Join(why, "; ")))
 }
 
 // explain turns a load or attach error into what is missing.

@@ -20,7 +20,7 @@ import (
 const (
 	// requireEnv makes a counter that does not load a failure, not a skip
 	// (make test sets it as root).
-	requireEnv = "PIDPRESSURE_REQUIRE_EBPF"
+	requireEnv = "PIDPRESSURE_REQUIRE_SUPPORTED"
 	// vmEnv says the tests run in the node VM, whose kernel is theirs:
 	// only there do they lower kernel.pid_max and kernel.threads-max.
 	vmEnv = "PIDPRESSURE_NODEVM"

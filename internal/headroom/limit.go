@@ -2,15 +2,17 @@ package headroom
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/pidpressure/pidpressure/internal/hostfs"
 )
 
-// ErrNotSupported is returned for a layer this host cannot provide (no pids
-// controller, no such cgroup hierarchy).
-var ErrNotSupported = errors.New("not supported on this host")
+// ErrNotSupported is returned, wrapped, for a layer this host cannot
+// provide (no pids controller, no such cgroup hierarchy): the one sentinel
+// of every reader.
+var ErrNotSupported = hostfs.ErrNotSupported
 
 // Limit is a maximum that may be unlimited ("max" in pids.max, "unlimited"
 // in /proc/PID/limits).

@@ -3,7 +3,11 @@ package headroom
 import (
 	"bytes"
 	"fmt"
+	"os"
 	"strconv"
+	"strings"
+
+	"github.com/pidpressure/pidpressure/internal/hostfs"
 )
 
 // ReservedPIDs is the kernel's RESERVED_PIDS (include/linux/pid.h): once PID
@@ -123,4 +127,24 @@ func (n Node) BindingValue() uint64 {
 		return n.ThreadsMax
 	}
 	return n.PIDMax
+}
+
+// PIDNamespace is the inode number of the PID namespace of the root's
+// /proc (its /proc/1/ns/pid): the node's, whose pid_max the node sample
+// reads; 0 when it cannot be read.
+func PIDNamespace(root hostfs.Root) uint32 {
+	l, err := os.Readlink(root.ProcPath("1", "ns", "pid"))
+	if err != nil {
+		return 0
+	}
+	return parsePIDNamespace(l)
+}
+
+// parsePIDNamespace reads "pid:[4026531836]"; 0 if it is not that.
+func parsePIDNamespace(link string) uint32 {
+	var ino uint32
+	if _, err := fmt.Sscanf(strings.TrimSpace(link), "pid:[%d]", &ino); err != nil {
+		return 0
+	}
+	return ino
 }

@@ -196,3 +196,18 @@ func FuzzParseCgroupFile(f *testing.F) {
 		_, _ = parseUintBytes([]byte(s), "x")
 	})
 }
+
+func TestParsePIDNamespace(t *testing.T) {
+	t.Parallel()
+	for link, want := range map[string]uint32{
+		"pid:[4026531836]":   4026531836,
+		"pid:[4026532175]\n": 4026532175,
+		"net:[4026531840]":   0,
+		"pid:[]":             0,
+		"":                   0,
+	} {
+		if got := parsePIDNamespace(link); got != want {
+			t.Errorf("parsePIDNamespace(%q) = %d, want %d", link, got, want)
+		}
+	}
+}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/coreos/go-systemd/v22/sdjournal"
 
+	"github.com/pidpressure/pidpressure/internal/hostfs"
 	"github.com/pidpressure/pidpressure/internal/logline"
 )
 
@@ -45,7 +46,7 @@ type Source struct {
 
 var _ logline.Reader = (*Source)(nil)
 
-// OpenSource opens the journal. It returns an error wrapping ErrNotSupported
+// OpenSource opens the journal. It returns an error matching hostfs.ErrNotSupported
 // when libsystemd cannot be loaded, there is no journal directory, or there
 // are journal files but this process may read none of them (the error names
 // the directory and the file or directory refused, and why).
@@ -64,7 +65,7 @@ func OpenSource(opt SourceOptions) (*Source, error) {
 		j, err = sdjournal.NewJournal()
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrNotSupported, err)
+		return nil, hostfs.NotSupported(what, err)
 	}
 	s := &Source{opt: opt, j: j}
 	// libsystemd opens what it may and passes over the rest in silence:

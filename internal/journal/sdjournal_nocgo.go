@@ -4,9 +4,10 @@ package journal
 
 import (
 	"context"
-	"fmt"
+	"errors"
 	"time"
 
+	"github.com/pidpressure/pidpressure/internal/hostfs"
 	"github.com/pidpressure/pidpressure/internal/logline"
 )
 
@@ -15,19 +16,22 @@ type Source struct{}
 
 var _ logline.Reader = (*Source)(nil)
 
-// OpenSource reports ErrNotSupported in a build without cgo.
+// errNoCgo is every call's error in a build without cgo.
+var errNoCgo = hostfs.NotSupported(what, errors.New("built without cgo"))
+
+// OpenSource reports hostfs.ErrNotSupported in a build without cgo.
 func OpenSource(SourceOptions) (*Source, error) {
-	return nil, fmt.Errorf("%w: built without cgo", ErrNotSupported)
+	return nil, errNoCgo
 }
 
 // Next is never reached.
-func (*Source) Next(context.Context) (logline.Line, error) { return logline.Line{}, ErrNotSupported }
+func (*Source) Next(context.Context) (logline.Line, error) { return logline.Line{}, errNoCgo }
 
 // Cursor is never reached.
-func (*Source) Cursor() (string, error) { return "", ErrNotSupported }
+func (*Source) Cursor() (string, error) { return "", errNoCgo }
 
 // Fill is never reached.
-func (*Source) Fill(*logline.Line) error { return ErrNotSupported }
+func (*Source) Fill(*logline.Line) error { return errNoCgo }
 
 // Context is never reached.
 func (*Source) Context(int) []string { return nil }
@@ -39,4 +43,4 @@ func (*Source) Stats() SourceStats { return SourceStats{} }
 func (*Source) Close() error { return nil }
 
 // Realtime is not supported without cgo.
-func (*Source) Realtime() (time.Time, error) { return time.Time{}, ErrNotSupported }
+func (*Source) Realtime() (time.Time, error) { return time.Time{}, errNoCgo }

@@ -9,12 +9,15 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/pidpressure/pidpressure/internal/hostfs"
 )
 
-// ErrNotSupported is returned by Open when the journal cannot be read here:
-// no libsystemd (or a build without cgo), no journal directory, or journal
-// files of which not one may be read by this process.
-var ErrNotSupported = errors.New("journal not supported")
+// what names the journal in a hostfs.NotSupportedError: OpenSource's error
+// matches hostfs.ErrNotSupported when the journal cannot be read here (no
+// libsystemd or a build without cgo, no journal directory, or journal files
+// of which not one may be read by this process).
+const what = "journal"
 
 // ErrClosed is returned by Next after Close.
 var ErrClosed = errors.New("journal reader closed")
@@ -69,7 +72,7 @@ func unreadableError(dirs []string, err error) error {
 	if errors.Is(err, fs.ErrPermission) {
 		hint = " (reading the journal takes root, or membership in the systemd-journal or adm group)"
 	}
-	return fmt.Errorf("%w: no journal file in %s can be read: %w%s", ErrNotSupported, strings.Join(dirs, " or "), err, hint)
+	return hostfs.NotSupported(what, fmt.Errorf("no journal file in %s can be read: %w%s", strings.Join(dirs, " or "), err, hint))
 }
 
 // scanReadable tries to open, for reading, each journal file where

@@ -15,8 +15,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pidpressure/pidpressure/internal/hostfs"
 	"github.com/pidpressure/pidpressure/internal/logline"
 	"github.com/pidpressure/pidpressure/internal/signature"
+	"github.com/pidpressure/pidpressure/internal/testenv"
 	"github.com/pidpressure/pidpressure/internal/testenv/journald"
 )
 
@@ -33,12 +35,7 @@ func openSource(t *testing.T, opt SourceOptions) *Source {
 	t.Helper()
 	journald.Ensure(t)
 	s, err := OpenSource(opt)
-	if errors.Is(err, ErrNotSupported) {
-		t.Skipf("journal: %v", err)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	testenv.SkipIfNotSupported(t, err)
 	t.Cleanup(func() { _ = s.Close() })
 	return s
 }
@@ -237,7 +234,6 @@ func TestRotationUnderTheReader(t *testing.T) {
 	journald.Cat(t, "pptest", mark+" before")
 	collect(t, s, mark, 1)
 	journald.Rotate(t)
-	time.Sleep(300 * time.Millisecond)
 	var lines []string
 	for i := 0; i < 20; i++ {
 		lines = append(lines, fmt.Sprintf("%s after %d", mark, i))
@@ -253,7 +249,7 @@ func TestRotationUnderTheReader(t *testing.T) {
 
 func TestSourceMissingDir(t *testing.T) {
 	_, err := OpenSource(SourceOptions{Dir: filepath.Join(t.TempDir(), "nope")})
-	if !errors.Is(err, ErrNotSupported) {
+	if !errors.Is(err, hostfs.ErrNotSupported) {
 		t.Errorf("OpenSource(missing dir) = %v, want ErrNotSupported", err)
 	}
 }
@@ -270,7 +266,7 @@ func TestCloseUnblocksNext(t *testing.T) {
 			}
 		}
 	}()
-	time.Sleep(150 * time.Millisecond)
+	testenv.WaitBlocked(t, "journal.(*Source).Next", 5*time.Second)
 	_ = s.Close()
 	select {
 	case err := <-done:
@@ -317,7 +313,6 @@ func TestVacuumUnderTheReader(t *testing.T) {
 		}
 	}
 	send(0, 100)
-	time.Sleep(300 * time.Millisecond)
 	s, err := OpenSource(SourceOptions{Dir: ns.Dir, Head: true})
 	if err != nil {
 		t.Fatal(err)
@@ -329,9 +324,7 @@ func TestVacuumUnderTheReader(t *testing.T) {
 		t.Fatal(err)
 	}
 	ns.Rotate(t)
-	time.Sleep(300 * time.Millisecond)
 	send(100, 200)
-	time.Sleep(300 * time.Millisecond)
 	archived, _ := filepath.Glob(filepath.Join(ns.Dir, "system@*.journal"))
 	if len(archived) == 0 {
 		t.Fatal("rotation archived nothing")

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pidpressure/pidpressure/internal/hostfs"
 	"github.com/pidpressure/pidpressure/internal/testenv/journald"
 )
 
@@ -40,7 +41,7 @@ func openAsChild(opts string) int {
 	var res openResult
 	s, err := OpenSource(opt)
 	if err != nil {
-		res.Err, res.NotSupported = err.Error(), errors.Is(err, ErrNotSupported)
+		res.Err, res.NotSupported = err.Error(), errors.Is(err, hostfs.ErrNotSupported)
 	} else {
 		if u := s.Stats().Unreadable; u != nil {
 			res.Unreadable = u.Error()

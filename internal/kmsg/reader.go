@@ -18,10 +18,6 @@ import (
 // ErrClosed is returned by Next after Close.
 var ErrClosed = errors.New("kmsg reader closed")
 
-// ErrNotSupported is returned by Open when /dev/kmsg cannot be read here
-// (missing, or not permitted: dmesg_restrict without CAP_SYSLOG).
-var ErrNotSupported = errors.New("kmsg not supported")
-
 // Start says where a new reader begins.
 type Start int
 
@@ -154,7 +150,8 @@ const maxRecord = 16 << 10
 const maxDrain = 1 << 20
 
 // Open opens the kmsg device at path. It returns an error wrapping
-// ErrNotSupported when the device is missing or not readable.
+// an error matching hostfs.ErrNotSupported when the device is missing or
+// not readable (dmesg_restrict without CAP_SYSLOG).
 //
 // Open reads the ring once to its end, so that the reader knows the
 // sequence number it stands at before any new record arrives (see
@@ -165,7 +162,7 @@ func Open(path string, opt Options) (*Reader, error) {
 	fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
 	if err != nil {
 		if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.EACCES) || errors.Is(err, syscall.EPERM) {
-			return nil, fmt.Errorf("%w: opening %s: %w", ErrNotSupported, path, err)
+			return nil, hostfs.NotSupported("kmsg", fmt.Errorf("opening %s: %w", path, err))
 		}
 		return nil, fmt.Errorf("opening %s: %w", path, err)
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/pidpressure/pidpressure/internal/hostfs"
 	"github.com/pidpressure/pidpressure/internal/logline"
+	"github.com/pidpressure/pidpressure/internal/testenv"
 )
 
 // Live tests against this machine's /dev/kmsg; skipped under -short and
@@ -26,12 +27,7 @@ func openLive(t *testing.T, opt Options) *Reader {
 		t.Skip("live-host test (skipped under -short)")
 	}
 	r, err := Open("/dev/kmsg", opt)
-	if errors.Is(err, ErrNotSupported) {
-		t.Skipf("kmsg: %v", err)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	testenv.SkipIfNotSupported(t, err)
 	t.Cleanup(func() { _ = r.Close() })
 	return r
 }
@@ -225,7 +221,7 @@ func TestCloseUnblocksNext(t *testing.T) {
 			}
 		}
 	}()
-	time.Sleep(100 * time.Millisecond)
+	testenv.WaitBlocked(t, "kmsg.(*Reader).Next", 5*time.Second)
 	if err := r.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -257,7 +253,7 @@ func TestContextEndsNext(t *testing.T) {
 func TestOpenMissing(t *testing.T) {
 	t.Parallel()
 	_, err := Open(filepath.Join(t.TempDir(), "kmsg"), Options{})
-	if !errors.Is(err, ErrNotSupported) {
+	if !errors.Is(err, hostfs.ErrNotSupported) {
 		t.Errorf("Open(missing) = %v, want ErrNotSupported", err)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/pidpressure/pidpressure/internal/headroom"
+	"github.com/pidpressure/pidpressure/internal/testenv"
 )
 
 func next(t *testing.T, w *Watcher, within time.Duration) Event {
@@ -105,7 +106,7 @@ func TestCloseUnblocksNext(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() { _, err := w.Next(context.Background()); done <- err }()
-	time.Sleep(50 * time.Millisecond)
+	testenv.WaitBlocked(t, "pidsevents.(*Watcher).Next", 5*time.Second)
 	_ = w.Close()
 	select {
 	case err := <-done:

@@ -12,6 +12,7 @@ import (
 	"github.com/pidpressure/pidpressure/internal/kmsg"
 	"github.com/pidpressure/pidpressure/internal/logline"
 	"github.com/pidpressure/pidpressure/internal/signature"
+	"github.com/pidpressure/pidpressure/internal/testenv"
 	"github.com/pidpressure/pidpressure/internal/testenv/journald"
 )
 
@@ -158,12 +159,7 @@ func TestDetectedFromJournalAndKmsg(t *testing.T) {
 		t.Run(p.Name, func(t *testing.T) {
 			argv := build(t, p)
 			src, err := journal.OpenSource(journal.SourceOptions{})
-			if errors.Is(err, journal.ErrNotSupported) {
-				t.Skip(err)
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
+			testenv.SkipIfNotSupported(t, err)
 			defer func() { _ = src.Close() }()
 			kr, err := kmsg.Open("/dev/kmsg", kmsg.Options{Start: kmsg.StartAtEnd})
 			if err != nil {

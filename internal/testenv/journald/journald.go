@@ -142,15 +142,44 @@ func Cat(t testing.TB, id string, lines ...string) {
 }
 
 // Rotate asks journald to rotate its files (SIGUSR2, as journalctl --rotate
-// does without systemd).
+// does without systemd) and waits until it has archived one.
 func Rotate(t testing.TB) {
 	t.Helper()
 	pid, err := journaldPID()
 	if err != nil {
 		t.Fatal(err)
 	}
+	mid, err := os.ReadFile("/etc/machine-id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dirs []string
+	for _, base := range []string{"/var/log/journal", "/run/log/journal"} {
+		dirs = append(dirs, filepath.Join(base, strings.TrimSpace(string(mid))))
+	}
+	rotate(t, pid, dirs...)
+}
+
+// rotate signals journald pid to rotate and waits until one more archived
+// journal file is in dirs: SIGUSR2 returns at once, the rotation follows.
+func rotate(t testing.TB, pid int, dirs ...string) {
+	t.Helper()
+	archived := func() (n int) {
+		for _, d := range dirs {
+			m, _ := filepath.Glob(filepath.Join(d, "system@*.journal"))
+			n += len(m)
+		}
+		return n
+	}
+	before := archived()
 	if err := syscall.Kill(pid, syscall.SIGUSR2); err != nil {
 		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); archived() <= before; {
+		if time.Now().After(deadline) {
+			t.Fatalf("journald (pid %d) archived nothing in %v after SIGUSR2", pid, dirs)
+		}
+		time.Sleep(10 * time.Millisecond) // polling the directory, not waiting for it
 	}
 }
 
@@ -206,10 +235,16 @@ func StartNamespace(t testing.TB, name string) *Namespace {
 		t.Fatalf("starting journald for namespace %s: %v", name, err)
 	}
 	ns.pid = cmd.Process.Pid
-	go func() { _ = cmd.Wait() }()
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
 	t.Cleanup(func() {
 		_ = syscall.Kill(ns.pid, syscall.SIGTERM)
-		time.Sleep(200 * time.Millisecond)
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			_ = syscall.Kill(ns.pid, syscall.SIGKILL)
+			<-exited
+		}
 		_ = os.RemoveAll(ns.Dir)
 		_ = os.RemoveAll(filepath.Dir(ns.Socket))
 	})
@@ -248,9 +283,7 @@ func (ns *Namespace) Send(t testing.TB, entries ...map[string]string) {
 // Rotate makes the namespace's journald archive its active file (SIGUSR2).
 func (ns *Namespace) Rotate(t testing.TB) {
 	t.Helper()
-	if err := syscall.Kill(ns.pid, syscall.SIGUSR2); err != nil {
-		t.Fatal(err)
-	}
+	rotate(t, ns.pid, ns.Dir)
 }
 
 // CopyFile copies from to a new file to with mode (not narrowed by the

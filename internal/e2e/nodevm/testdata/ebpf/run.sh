@@ -5,7 +5,7 @@
 # from /mnt/host; the host built every program (the VM has no compiler).
 set -u
 cd /mnt/host
-export PIDPRESSURE_NODEVM=1 PIDPRESSURE_REQUIRE_EBPF=1
+export PIDPRESSURE_NODEVM=1 PIDPRESSURE_REQUIRE_SUPPORTED=1
 export PIDPRESSURE_GROUNDTRUTH=/mnt/host/groundtruth PIDPRESSURE_COST=/mnt/host/cost
 # Forks are milliseconds under emulation: a twentieth of the host's rounds.
 export PIDPRESSURE_COST_DIVISOR=20
