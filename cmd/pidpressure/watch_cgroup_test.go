@@ -78,6 +78,13 @@ func TestWatchCgroupScenarios(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	var errOut syncBuffer
+	w.Stderr = &errOut
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("watch logged:\n%s", errOut.String())
+		}
+	})
 	if err := w.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -121,6 +121,12 @@ func Release() {
 	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
 	if err == nil && pid > 1 && isJournald(pid) {
 		_ = syscall.Kill(pid, syscall.SIGTERM)
+		// Hold the lock until it is gone: a test process that takes the
+		// lock next must not find it still answering, skip starting one,
+		// and then lose it.
+		for deadline := time.Now().Add(10 * time.Second); Alive() && time.Now().Before(deadline); {
+			time.Sleep(10 * time.Millisecond) // polling its socket
+		}
 	}
 	_ = os.Remove(pidFile)
 }
@@ -160,24 +166,38 @@ func Rotate(t testing.TB) {
 	rotate(t, pid, dirs...)
 }
 
-// rotate signals journald pid to rotate and waits until one more archived
-// journal file is in dirs: SIGUSR2 returns at once, the rotation follows.
+// rotate signals journald pid to rotate and waits until it has: SIGUSR2
+// returns at once, the rotation follows. A rotation archives the active
+// system.journal and opens a new one, so the file at that name changes (a
+// count of archived files would not do: journald may vacuum one as it
+// archives another).
 func rotate(t testing.TB, pid int, dirs ...string) {
 	t.Helper()
-	archived := func() (n int) {
+	active := func() map[string]uint64 {
+		inodes := map[string]uint64{}
 		for _, d := range dirs {
-			m, _ := filepath.Glob(filepath.Join(d, "system@*.journal"))
-			n += len(m)
+			var st syscall.Stat_t
+			if syscall.Stat(filepath.Join(d, "system.journal"), &st) == nil {
+				inodes[d] = st.Ino
+			}
 		}
-		return n
+		return inodes
 	}
-	before := archived()
+	before := active()
 	if err := syscall.Kill(pid, syscall.SIGUSR2); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(10 * time.Second); archived() <= before; {
+	rotated := func() bool {
+		for d, ino := range active() {
+			if old, ok := before[d]; !ok || old != ino {
+				return true
+			}
+		}
+		return false
+	}
+	for deadline := time.Now().Add(10 * time.Second); !rotated(); {
 		if time.Now().After(deadline) {
-			t.Fatalf("journald (pid %d) archived nothing in %v after SIGUSR2", pid, dirs)
+			t.Fatalf("journald (pid %d) did not rotate %v within 10 s of SIGUSR2", pid, dirs)
 		}
 		time.Sleep(10 * time.Millisecond) // polling the directory, not waiting for it
 	}
