@@ -15,7 +15,6 @@ import (
 	"github.com/pidpressure/pidpressure/internal/headroom"
 	"github.com/pidpressure/pidpressure/internal/logline"
 	"github.com/pidpressure/pidpressure/internal/signature"
-	"github.com/pidpressure/pidpressure/internal/state"
 	"github.com/pidpressure/pidpressure/internal/verdict"
 )
 
@@ -97,18 +96,18 @@ func NewDetector(cfg DetectorConfig, m *signature.Matcher, clk clock.WithTicker,
 func (d *Detector) Run(ctx context.Context) error {
 	defer func() { _ = d.sampler.Close() }()
 	scfg := d.cfg.Sources
-	if scfg.StateDir != "" {
-		// The condition and event aggregation survive a restart: no flip,
-		// no re-announcement.
-		if st, err := state.NewStore(scfg.StateDir).Load(); err == nil && len(st.Verdict) > 0 {
-			var snap verdict.Snapshot
-			if err := json.Unmarshal(st.Verdict, &snap); err == nil {
-				d.corr.Restore(snap)
-				d.last = snap.Condition
-			}
+	// The one load of the state file: the condition and the Event
+	// aggregation survive a restart (no flip, no re-announcement), and the
+	// sources resume where they stood.
+	keep := loadState(scfg.StateDir, d.log)
+	if len(keep.st.Verdict) > 0 {
+		var snap verdict.Snapshot
+		if err := json.Unmarshal(keep.st.Verdict, &snap); err == nil {
+			d.corr.Restore(snap)
+			d.last = snap.Condition
 		}
-		scfg.Extra = d.snapshot
 	}
+	keep.verdict = d.snapshot
 	hs, err := headroom.Hierarchies(scfg.Root)
 	if err != nil {
 		d.log.Warn("cgroup layer not available", "err", err)
@@ -137,6 +136,10 @@ func (d *Detector) Run(ctx context.Context) error {
 	d.evaluate()
 
 	src := NewSources(scfg, d.m, d.clock, d.log)
+	src.keep, src.hs, src.hsErr = keep, hs, err // loaded and discovered once
+	if src.hs == nil {
+		src.hs = []headroom.Hierarchy{}
+	}
 	d.src.Store(src)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

@@ -88,7 +88,8 @@ func (e *ebpfSource) run(ctx context.Context, c *sourceCounters) error {
 	defer func() { _ = ctr.Close() }()
 	mode := ctr.Mode()
 	e.mode.Store(&mode)
-	r := newCountedReader(s.cfg.Root, ctr, s.clock)
+	hs, _ := s.hierarchies()
+	r := newCountedReader(s.cfg.Root, ctr, s.clock, hs)
 	c.up.Store(true)
 	defer c.up.Store(false)
 	s.log.Info("source started", "source", ebpfName, "mode", string(mode))
@@ -146,7 +147,7 @@ type countedReader struct {
 	nodeNS  uint32
 }
 
-func newCountedReader(root hostfs.Root, ctr *forkfail.Counter, clk clock.PassiveClock) *countedReader {
+func newCountedReader(root hostfs.Root, ctr *forkfail.Counter, clk clock.PassiveClock, hs []headroom.Hierarchy) *countedReader {
 	r := &countedReader{root: root, ctr: ctr, sampler: headroom.NewSampler(root), nodeNS: headroom.PIDNamespace(root)}
 	if n, err := r.sampler.Node(); err == nil {
 		_ = ctr.SetHostPIDMax(int64(n.PIDMax))
@@ -154,7 +155,7 @@ func newCountedReader(root hostfs.Root, ctr *forkfail.Counter, clk clock.Passive
 	// PIDs as the node's /proc numbers them (the same as the kernel's own
 	// where the agent shares the host's PID namespace, as in the DaemonSet).
 	_ = ctr.SetPIDNamespace(root.ProcPath("1", "ns", "pid"))
-	if hs, err := headroom.Hierarchies(root); err == nil && len(hs) > 0 {
+	if len(hs) > 0 {
 		r.h = hs[0]
 		r.pids = headroom.NewCgroupIDs(hs[0], clk)
 	}

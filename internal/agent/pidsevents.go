@@ -38,7 +38,7 @@ func (p *pidsEventsSource) position(st *state.State) {
 
 func (p *pidsEventsSource) run(ctx context.Context, c *sourceCounters) error {
 	s := p.s
-	hs, err := headroom.Hierarchies(s.cfg.Root)
+	hs, err := s.hierarchies()
 	if err != nil {
 		return err
 	}

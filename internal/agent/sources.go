@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,6 +11,7 @@ import (
 	"golang.org/x/sync/errgroup"
 	"k8s.io/utils/clock"
 
+	"github.com/pidpressure/pidpressure/internal/headroom"
 	"github.com/pidpressure/pidpressure/internal/hostfs"
 	"github.com/pidpressure/pidpressure/internal/logline"
 	"github.com/pidpressure/pidpressure/internal/pidsevents"
@@ -43,9 +43,6 @@ type Config struct {
 	Rediscover time.Duration
 	// Buffer bounds the reports waiting for the consumer (default 1024).
 	Buffer int
-	// Extra, when set, is saved with the read positions (the verdict). It is
-	// called from the saver's goroutine and must be safe for that.
-	Extra func() json.RawMessage
 }
 
 // Kind says what a report is.
@@ -111,6 +108,12 @@ type Sources struct {
 	list    []source
 	per     []sourceCounters // by index in list
 	saveNow chan struct{}
+	// keep owns the state file (the detector's, or one of Run's own).
+	keep *keeper
+	// hs are the cgroup hierarchies with the pids controller, discovered
+	// once (by the detector, or by Run); hsErr is why there are none.
+	hs    []headroom.Hierarchy
+	hsErr error
 }
 
 // sourceCounters are one source's health and counts.
@@ -188,6 +191,23 @@ func NewSources(cfg Config, m *signature.Matcher, clk clock.WithTicker, log *slo
 	return s
 }
 
+// discover finds the cgroup hierarchies once, for every source.
+func (s *Sources) discover() {
+	s.hs, s.hsErr = headroom.Hierarchies(s.cfg.Root)
+	if s.hs == nil {
+		s.hs = []headroom.Hierarchy{}
+	}
+}
+
+// hierarchies are the cgroup hierarchies with the pids controller, or why
+// there are none (an error matching hostfs.ErrNotSupported).
+func (s *Sources) hierarchies() ([]headroom.Hierarchy, error) {
+	if len(s.hs) == 0 && s.hsErr != nil {
+		return nil, s.hsErr
+	}
+	return s.hs, nil
+}
+
 // Reports is where the sources deliver. When the consumer falls behind,
 // reports are dropped and counted, never queued without bound.
 func (s *Sources) Reports() <-chan Report { return s.out }
@@ -207,24 +227,15 @@ func (s *Sources) deliver(r Report) {
 // that is not supported here is logged and left off; one that fails is
 // restarted with capped backoff. It returns nil when ctx is cancelled.
 func (s *Sources) Run(ctx context.Context) error {
-	var store *state.Store
-	st := state.State{PidsEvents: map[string]uint64{}}
-	fresh := true
-	if s.cfg.StateDir != "" {
-		store = state.NewStore(s.cfg.StateDir)
-		loaded, err := store.Load()
-		switch {
-		case errors.Is(err, state.ErrCorrupt):
-			s.log.Warn("state file corrupt, starting afresh", "path", store.Path(), "err", err)
-		case err != nil:
-			s.log.Warn("state file unreadable, starting afresh", "path", store.Path(), "err", err)
-		default:
-			st = loaded
-			fresh = st.Journal.Cursor == "" && st.Kmsg.BootID == "" && len(st.PidsEvents) == 0
-		}
+	if s.keep == nil { // run alone (tail): the state is loaded here, once
+		s.keep = loadState(s.cfg.StateDir, s.log)
 	}
+	if s.hs == nil {
+		s.discover()
+	}
+	store := s.keep.store
 	for _, src := range s.list {
-		src.load(st, fresh)
+		src.load(s.keep.st, s.keep.fresh)
 	}
 	parent := ctx
 	g, ctx := errgroup.WithContext(ctx)
