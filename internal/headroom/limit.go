@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/pidpressure/pidpressure/internal/hostfs"
+	"github.com/pidpressure/pidpressure/internal/logline"
 )
 
 // ErrNotSupported is returned, wrapped, for a layer this host cannot
@@ -77,9 +78,4 @@ func Percent(used uint64, l Limit) (float64, bool) {
 	return float64(used) * 100 / float64(l.Value), true
 }
 
-func clip(s string) string {
-	if len(s) > 40 {
-		return s[:40] + "…"
-	}
-	return s
-}
+func clip(s string) string { return logline.Clip(s, 40) }

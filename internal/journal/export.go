@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/pidpressure/pidpressure/internal/logline"
 )
 
 // ErrMalformed is wrapped by every error about an entry that is not in the
@@ -79,7 +81,7 @@ func (x *ExportReader) Next() (Entry, error) {
 	var bad error
 	empty := true
 	for {
-		line, err := readLine(x.r, x.maxField)
+		line, err := logline.ReadLine(x.r, x.maxField)
 		if errors.Is(err, io.EOF) {
 			x.eof = true
 			if empty {
@@ -87,7 +89,7 @@ func (x *ExportReader) Next() (Entry, error) {
 			}
 			return finish(e, bad)
 		}
-		if errors.Is(err, errTooLong) {
+		if errors.Is(err, logline.ErrTooLong) {
 			bad = cmpErr(bad, fmt.Errorf("%w: line longer than %d bytes", ErrMalformed, x.maxField))
 			empty = false
 			continue
@@ -196,12 +198,12 @@ func (x *ExportReader) binary(name string) (string, error) {
 // starts at the next entry.
 func (x *ExportReader) resync(bad, err error) (Entry, error) {
 	for {
-		line, rerr := readLine(x.r, x.maxField)
+		line, rerr := logline.ReadLine(x.r, x.maxField)
 		if errors.Is(rerr, io.EOF) {
 			x.eof = true
 			break
 		}
-		if rerr != nil && !errors.Is(rerr, errTooLong) {
+		if rerr != nil && !errors.Is(rerr, logline.ErrTooLong) {
 			return nil, rerr
 		}
 		if rerr == nil && len(line) == 0 {
@@ -231,51 +233,7 @@ func cmpErr(first, next error) error {
 }
 
 func clipName(b []byte) string {
-	const max = 64
-	s := strings.ToValidUTF8(string(b), "?")
-	if len(s) > max {
-		return s[:max] + "…"
-	}
-	return s
-}
-
-var errTooLong = errors.New("line too long")
-
-// readLine reads one '\n'-terminated line without the newline. A line over
-// max bytes is consumed whole and reported as errTooLong. At the end of input
-// it returns the last unterminated line, then io.EOF.
-func readLine(r *bufio.Reader, max int) ([]byte, error) {
-	var buf []byte
-	tooLong := false
-	for {
-		chunk, err := r.ReadSlice('\n')
-		if !tooLong {
-			if len(buf)+len(chunk) > max+1 {
-				tooLong, buf = true, nil
-			} else {
-				buf = append(buf, chunk...)
-			}
-		}
-		switch {
-		case err == nil:
-			if tooLong {
-				return nil, errTooLong
-			}
-			return buf[:len(buf)-1], nil
-		case errors.Is(err, bufio.ErrBufferFull):
-			continue
-		case errors.Is(err, io.EOF):
-			if tooLong {
-				return nil, errTooLong
-			}
-			if len(buf) == 0 {
-				return nil, io.EOF
-			}
-			return buf, nil
-		default:
-			return nil, err
-		}
-	}
+	return logline.Clip(strings.ToValidUTF8(string(b), "?"), 64)
 }
 
 // JSONReader reads entries written by journalctl -o json: one object per
@@ -301,8 +259,8 @@ func NewJSONReader(r io.Reader, max int) *JSONReader {
 // Blank lines are not records.
 func (j *JSONReader) Next() (Entry, error) {
 	for {
-		line, err := readLine(j.r, j.max)
-		if errors.Is(err, errTooLong) {
+		line, err := logline.ReadLine(j.r, j.max)
+		if errors.Is(err, logline.ErrTooLong) {
 			return nil, fmt.Errorf("%w: record longer than %d bytes", ErrMalformed, j.max)
 		}
 		if err != nil {

@@ -52,7 +52,7 @@ func parseRecord(s string) (Record, error) {
 	}
 	fields := strings.Split(prefix, ",")
 	if len(fields) < 4 {
-		return Record{}, fmt.Errorf("%w: prefix %q has %d fields, want at least 4", ErrMalformed, clipForError(prefix), len(fields))
+		return Record{}, fmt.Errorf("%w: prefix %q has %d fields, want at least 4", ErrMalformed, logline.Clip(prefix, 64), len(fields))
 	}
 	pri, err := strconv.ParseUint(fields[0], 10, 32)
 	if err != nil {
@@ -108,14 +108,6 @@ func unescape(s string) string {
 		b.WriteByte(s[i])
 	}
 	return b.String()
-}
-
-func clipForError(s string) string {
-	const max = 64
-	if len(s) > max {
-		return s[:max] + "…"
-	}
-	return s
 }
 
 // Line converts the record to a line. boot is the wall-clock time of boot;

@@ -40,6 +40,16 @@ func Sanitize(s string, max int) string {
 	return b.String()
 }
 
+// Clip cuts s to at most max bytes at a rune boundary, ending in "…" when
+// cut: the one way to bound a value for a message or a field. Unlike
+// Sanitize it keeps every character.
+func Clip(s string, max int) string {
+	if len(s) <= max {
+		return s
+	}
+	return cut(s, max)
+}
+
 // cut shortens s so that s plus "…" fits in max bytes.
 func cut(s string, max int) string {
 	const ellipsis = "…"

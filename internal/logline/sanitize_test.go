@@ -1,6 +1,9 @@
 package logline
 
-import "testing"
+import (
+	"testing"
+	"unicode/utf8"
+)
 
 func TestSanitize(t *testing.T) {
 	t.Parallel()
@@ -48,4 +51,24 @@ func FuzzSanitize(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestClip(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		in   string
+		max  int
+		want string
+	}{
+		{"short", 10, "short"},
+		{"exactly10!", 10, "exactly10!"},
+		{"a longer value", 10, "a longe…"}, // 7 bytes and the 3-byte ellipsis
+		{"ééééé", 8, "éé…"}, // never half a rune: 2+2 bytes, then the 3-byte ellipsis
+		{"abc", 2, ""},       // no room for a character and the ellipsis
+	} {
+		got := Clip(c.in, c.max)
+		if got != c.want || len(got) > max(c.max, len(c.in)) || !utf8.ValidString(got) {
+			t.Errorf("Clip(%q, %d) = %q, want %q", c.in, c.max, got, c.want)
+		}
+	}
 }

@@ -116,42 +116,14 @@ func (c ctxReader) Read(p []byte) (int, error) {
 }
 
 // readLine reads one line without its newline (a final "\r" is kept: it is
-// part of the record). A line over max bytes is consumed and reported as
-// ErrTooLong. At the end it returns the last unterminated line, then io.EOF.
+// part of the record), with logline.ReadLine: a line over max bytes is
+// consumed and reported as ErrTooLong.
 func readLine(r *bufio.Reader, max int) (string, error) {
-	var b strings.Builder
-	tooLong := false
-	for {
-		chunk, err := r.ReadSlice('\n')
-		if !tooLong {
-			if b.Len()+len(chunk) > max+1 {
-				tooLong = true
-				b.Reset()
-			} else {
-				b.Write(chunk)
-			}
-		}
-		switch {
-		case err == nil:
-			if tooLong {
-				return "", fmt.Errorf("%w: over %d bytes", ErrTooLong, max)
-			}
-			s := b.String()
-			return s[:len(s)-1], nil
-		case errors.Is(err, bufio.ErrBufferFull):
-			continue
-		case errors.Is(err, io.EOF):
-			if tooLong {
-				return "", fmt.Errorf("%w: over %d bytes", ErrTooLong, max)
-			}
-			if b.Len() == 0 {
-				return "", io.EOF
-			}
-			return b.String(), nil
-		default:
-			return "", err
-		}
+	b, err := logline.ReadLine(r, max)
+	if errors.Is(err, logline.ErrTooLong) {
+		return "", fmt.Errorf("%w: over %d bytes", ErrTooLong, max)
 	}
+	return string(b), err
 }
 
 type lineDecoder struct {

@@ -264,19 +264,8 @@ func atoi(s string) int {
 	return n
 }
 
-// clip bounds a field taken from an untrusted line, cutting at a rune boundary.
-func clip(s string) string {
-	if len(s) <= maxFieldLen {
-		return s
-	}
-	cut := maxFieldLen
-	for cut > 0 && !utf8RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut]
-}
-
-func utf8RuneStart(b byte) bool { return b&0xC0 != 0x80 }
+// clip bounds a field taken from an untrusted line.
+func clip(s string) string { return logline.Clip(s, maxFieldLen) }
 
 // lastLines keeps the last ContextLines lines.
 func lastLines(l []string) []string { return l[max(0, len(l)-ContextLines):] }
