@@ -63,8 +63,8 @@ func TestClip(t *testing.T) {
 		{"short", 10, "short"},
 		{"exactly10!", 10, "exactly10!"},
 		{"a longer value", 10, "a longe…"}, // 7 bytes and the 3-byte ellipsis
-		{"ééééé", 8, "éé…"}, // never half a rune: 2+2 bytes, then the 3-byte ellipsis
-		{"abc", 2, ""},       // no room for a character and the ellipsis
+		{"ééééé", 8, "éé…"},                // never half a rune: 2+2 bytes, then the 3-byte ellipsis
+		{"abc", 2, ""},                     // no room for a character and the ellipsis
 	} {
 		got := Clip(c.in, c.max)
 		if got != c.want || len(got) > max(c.max, len(c.in)) || !utf8.ValidString(got) {
