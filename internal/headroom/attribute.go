@@ -61,20 +61,36 @@ func NodeAtLimit(n Node) bool {
 }
 
 // Attribute decides which limit binds for a failure from o, given the node
-// layer n and the pids hierarchies hs. It checks in the order the kernel's
-// copy_process() does, so that when several limits are exhausted the one
-// that actually refused the fork is named: RLIMIT_NPROC of the caller, then
-// kernel.threads-max, then the pids cgroups from the caller's cgroup up, then
-// kernel.pid_max (alloc_pid).
+// layer n and the pids hierarchies hs: Gather reads the evidence from the
+// host, and Judge decides from it alone.
 //
 // census returns a recent Walk of the same root: the tasks per UID and a
-// process of each UID. Attribute calls it only when it needs them (a
-// non-root UID with a finite RLIMIT_NPROC, or a gone process's UID), and
-// otherwise reads only the origin's own files and its cgroups, never every
-// process, so that its cost does not grow with the node. A nil census, or
-// one that returns nil, walks /proc when the count is needed.
+// process of each UID. It is called only when they are needed (a non-root
+// UID with a finite RLIMIT_NPROC, or a gone process's UID); otherwise only
+// the origin's own files and its cgroups are read, never every process, so
+// that the cost does not grow with the node. A nil census, or one that
+// returns nil, walks /proc when the count is needed.
 func Attribute(root hostfs.Root, n Node, hs []Hierarchy, o Origin, census func() *Scan) Attribution {
-	a := Attribution{Layer: LayerNone, Node: n}
+	return Judge(Gather(root, n, hs, o, census), n)
+}
+
+// Evidence is what attributing a failure needs from the host, read at once
+// by Gather; Judge decides from it without reading anything.
+type Evidence struct {
+	// User is the user layer of the origin's process (or, when it is gone,
+	// of a live process of the same real UID), with its task count when its
+	// RLIMIT_NPROC can bind; nil when unknown. UserPID is that process.
+	User    *User
+	UserPID int
+	// Chain is the origin's pids cgroups, per hierarchy, from its own up
+	// to the one below the root (deepest first).
+	Chain []Cgroup
+}
+
+// Gather reads the evidence for a failure from o: the user layer of its
+// process and its cgroup chain. It takes no lock and judges nothing.
+func Gather(root hostfs.Root, n Node, hs []Hierarchy, o Origin, census func() *Scan) Evidence {
+	var ev Evidence
 	scan := func() *Scan {
 		if census != nil {
 			if s := census(); s != nil {
@@ -98,20 +114,32 @@ func Attribute(root hostfs.Root, n Node, hs []Hierarchy, o Origin, census func()
 			if u.needsCount() && (n.Namespace != "initial" || n.Tasks >= u.Soft.Value) {
 				u.count(scan())
 			}
-			a.User = &u
-			if u.AtLimit {
-				a.Layer, a.Limit, a.Used, a.Max = LayerUser, "RLIMIT_NPROC", u.Tasks, u.Soft.Value
-				a.Reason = fmt.Sprintf("uid %d has %d tasks, RLIMIT_NPROC of pid %d is %d", u.UID, u.Tasks, pid, u.Soft.Value)
-				return a
-			}
+			ev.User, ev.UserPID = &u, pid
 		}
+	}
+	ev.Chain = cgroupChain(root, hs, o)
+	return ev
+}
+
+// Judge decides which limit binds from the evidence and the node layer n,
+// in the order the kernel's copy_process() checks them, so that when
+// several limits are exhausted the one that actually refused the fork is
+// named: RLIMIT_NPROC of the caller, then kernel.threads-max, then the pids
+// cgroups from the caller's up, then kernel.pid_max (alloc_pid). It reads
+// nothing.
+func Judge(ev Evidence, n Node) Attribution {
+	a := Attribution{Layer: LayerNone, Node: n, User: ev.User}
+	if u := ev.User; u != nil && u.AtLimit {
+		a.Layer, a.Limit, a.Used, a.Max = LayerUser, "RLIMIT_NPROC", u.Tasks, u.Soft.Value
+		a.Reason = fmt.Sprintf("uid %d has %d tasks, RLIMIT_NPROC of pid %d is %d", u.UID, u.Tasks, ev.UserPID, u.Soft.Value)
+		return a
 	}
 	if n.Binding == BindingThreadsMax && NodeAtLimit(n) {
 		a.Layer, a.Limit, a.Used, a.Max = LayerNode, string(BindingThreadsMax), n.Tasks, n.ThreadsMax
 		a.Reason = fmt.Sprintf("node tasks %d of %d usable, binding limit kernel.threads-max=%d", n.Tasks, n.Limit, n.ThreadsMax)
 		return a
 	}
-	if c := bindingCgroup(root, hs, o); c != nil {
+	if c := deepest(ev.Chain, func(c Cgroup) bool { return c.AtLimit }); c != nil {
 		a.Layer, a.Limit, a.Used, a.Max, a.Cgroup = LayerCgroup, "pids.max", c.Current, c.Max.Value, c
 		a.Reason = fmt.Sprintf("cgroup %s has %d tasks of pids.max %d (%d forks refused)", c.Path, c.Current, c.Max.Value, c.Rejected)
 		return a
@@ -121,7 +149,7 @@ func Attribute(root hostfs.Root, n Node, hs []Hierarchy, o Origin, census func()
 		a.Reason = fmt.Sprintf("node tasks %d of %d usable, binding limit %s=%d", n.Tasks, n.Limit, n.Binding.Sysctl(), n.BindingValue())
 		return a
 	}
-	if c := refusingCgroup(root, hs, o); c != nil {
+	if c := deepest(ev.Chain, func(c Cgroup) bool { return !c.Max.Unlimited && c.Rejected > 0 }); c != nil {
 		// Nothing is at its limit now, but the origin's cgroup (or one
 		// above it) has refused forks: the failing process often dies of
 		// the failure and takes its tasks with it.
@@ -132,6 +160,17 @@ func Attribute(root hostfs.Root, n Node, hs []Hierarchy, o Origin, census func()
 	a.Reason = fmt.Sprintf("no limit at its maximum: node tasks %d of %d usable (%.1f %%, %d free, %s binds first); no pids cgroup or RLIMIT_NPROC at its limit. A failure now is not explained by a PID limit: thread-stack memory or vm.max_map_count can also make fork and pthread_create fail with EAGAIN",
 		n.Tasks, n.Limit, n.UsedPercent, n.Free(), n.Binding.Sysctl())
 	return a
+}
+
+// deepest returns a copy of the first cgroup of chain (deepest first) for
+// which ok holds.
+func deepest(chain []Cgroup, ok func(Cgroup) bool) *Cgroup {
+	for _, c := range chain {
+		if ok(c) {
+			return &c
+		}
+	}
+	return nil
 }
 
 func alive(root hostfs.Root, pid int) bool {
@@ -148,21 +187,11 @@ func processOfUID(root hostfs.Root, scan *Scan, uid int) int {
 	return 0
 }
 
-// bindingCgroup walks from the origin's cgroup to the root of each
-// hierarchy and returns the cgroup at its limit, if any (the deepest).
-func bindingCgroup(root hostfs.Root, hs []Hierarchy, o Origin) *Cgroup {
-	return walkCgroups(root, hs, o, func(c Cgroup) bool { return c.AtLimit })
-}
-
-// refusingCgroup is like bindingCgroup for a cgroup with a finite
-// pids.max whose kernel counter shows refused forks.
-func refusingCgroup(root hostfs.Root, hs []Hierarchy, o Origin) *Cgroup {
-	return walkCgroups(root, hs, o, func(c Cgroup) bool { return !c.Max.Unlimited && c.Rejected > 0 })
-}
-
-// walkCgroups returns the deepest cgroup on the origin's path for which
-// ok holds, described (kind, pod, unit).
-func walkCgroups(root hostfs.Root, hs []Hierarchy, o Origin, ok func(Cgroup) bool) *Cgroup {
+// cgroupChain reads the origin's pids cgroups in each hierarchy, from its
+// own up to the one below the root, described (kind, pod, unit). A cgroup
+// that cannot be read (gone since) is left out.
+func cgroupChain(root hostfs.Root, hs []Hierarchy, o Origin) []Cgroup {
+	var chain []Cgroup
 	for _, h := range hs {
 		p := o.Cgroup
 		if p == "" && o.PID > 0 {
@@ -173,18 +202,13 @@ func walkCgroups(root hostfs.Root, hs []Hierarchy, o Origin, ok func(Cgroup) boo
 		if p == "" {
 			continue
 		}
-		for p = path.Clean("/" + p); ; p = path.Dir(p) {
-			if p != "/" {
-				if c, err := DescribeCgroup(root, h, p); err == nil && ok(c) {
-					return &c
-				}
-			}
-			if p == "/" {
-				break
+		for p = path.Clean("/" + p); p != "/"; p = path.Dir(p) {
+			if c, err := DescribeCgroup(root, h, p); err == nil {
+				chain = append(chain, c)
 			}
 		}
 	}
-	return nil
+	return chain
 }
 
 // DescribeCgroup reads a cgroup and says what it is (kind, pod, unit).
