@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,6 +22,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/pidpressure/pidpressure/internal/config"
@@ -364,6 +366,7 @@ func TestDeployRBACAndAdmission(t *testing.T) {
 	if err := patchStatus("rbac-node-a", condition("PIDPressureRisk", "True")); err != nil {
 		t.Errorf("the agent cannot set PIDPressureRisk on its own node: %v", err)
 	}
+	checkFlowControl(ctx, t, rc, admin, "rbac-node-a")
 	for _, c := range []struct {
 		what string
 		call func() error
@@ -453,4 +456,43 @@ func prometheusCRDs(t *testing.T) []string {
 	}
 	crds := filepath.Join(m.Dir, "example", "prometheus-operator-crd")
 	return []string{filepath.Join(crds, "monitoring.coreos.com_servicemonitors.yaml"), filepath.Join(crds, "monitoring.coreos.com_prometheusrules.yaml")}
+}
+
+// checkFlowControl proves that the apiserver classifies the agent's writes
+// of its node's status into the deployed FlowSchema and priority level (API
+// Priority and Fairness names both, by UID, in every response's headers).
+// The apiserver loads a new FlowSchema asynchronously: it polls.
+func checkFlowControl(ctx context.Context, t *testing.T, rc *rest.Config, admin func([]byte, ...string) string, node string) {
+	t.Helper()
+	fs := strings.TrimSpace(admin(nil, "get", "flowschema", "pidpressure", "-o", "jsonpath={.metadata.uid}"))
+	pl := strings.TrimSpace(admin(nil, "get", "prioritylevelconfiguration", "pidpressure", "-o", "jsonpath={.metadata.uid}"))
+	tr, err := rest.TransportFor(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := &http.Client{Transport: tr}
+	body := `{"status":{"conditions":[{"type":"PIDPressureRisk","status":"True","reason":"Test","message":"flow control","lastHeartbeatTime":"2026-01-01T00:00:00Z","lastTransitionTime":"2026-01-01T00:00:00Z"}]}}`
+	var gotFS, gotPL string
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPatch, rc.Host+"/api/v1/nodes/"+node+"/status", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/strategic-merge-patch+json")
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		_ = resp.Body.Close()
+		gotFS, gotPL = resp.Header.Get("X-Kubernetes-PF-FlowSchema-UID"), resp.Header.Get("X-Kubernetes-PF-PriorityLevel-UID")
+		if resp.StatusCode == http.StatusOK && gotFS == fs && gotPL == pl {
+			t.Logf("the agent's status writes are classified into FlowSchema pidpressure (%s), priority level pidpressure (%s)", fs, pl)
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the agent's status write (HTTP %d) went to FlowSchema %q, priority level %q; want pidpressure's %q, %q", resp.StatusCode, gotFS, gotPL, fs, pl)
+		}
+		time.Sleep(200 * time.Millisecond) // polling the apiserver's classification
+	}
 }
