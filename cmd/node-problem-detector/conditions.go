@@ -40,6 +40,8 @@ type conditionExporter struct {
 
 	mu    sync.Mutex
 	given map[string]v1.NodeCondition // what the manager holds, by type
+
+	gate *startGate // nil: the manager runs from the start
 }
 
 // newConditionExporter starts the exporter as NPD's NewExporterOrDie does:
@@ -62,9 +64,16 @@ func newConditionExporter(ctx context.Context, npdo *options.NodeProblemDetector
 	if err != nil {
 		klog.Warningf("kube-apiserver did not become ready: timed out on waiting for kube-apiserver to return the node object: %v", err)
 	}
-	e := newConditionExporterWith(c, clock.RealClock{}, npdo)
+	// The heartbeat and the first write are spread over the fleet
+	// (jitter.go).
+	spreadOpts := *npdo
+	spreadOpts.K8sExporterHeartbeatPeriod = jitteredHeartbeat(npdo.K8sExporterHeartbeatPeriod, npdo.NodeName)
+	e := newConditionExporterWith(c, clock.RealClock{}, &spreadOpts)
 	e.serve(npdo)
-	e.manager.Start(ctx)
+	e.gate = newStartGate()
+	delay := firstWriteDelay(npdo.NodeName)
+	klog.Infof("Node conditions: first write within %v, heartbeat every %v (spread over the fleet by node name)", delay, spreadOpts.K8sExporterHeartbeatPeriod)
+	e.gate.open(ctx, clock.RealClock{}, delay, func() { e.manager.Start(ctx) })
 	return e
 }
 
@@ -81,6 +90,9 @@ func newConditionExporterWith(c *refreshingClient, clk clock.WithTicker, npdo *o
 
 // ExportProblems implements types.Exporter.
 func (e *conditionExporter) ExportProblems(status *types.Status) {
+	if e.gate != nil {
+		e.gate.see(status)
+	}
 	if e.writeEvents {
 		for _, ev := range status.Events {
 			e.client.Eventf(util.ConvertToAPIEventType(ev.Severity), status.Source, ev.Reason, ev.Message)
