@@ -42,8 +42,8 @@ test: controlplane tools tracefs
 .PHONY: test-e2e
 # -p 1: the node VM runs under TCG, which a concurrent host fork storm of
 # the other package slows to a crawl.
-test-e2e: controlplane tools node-image tracefs
-	cd internal/e2e && KUBEBUILDER_ASSETS=$(CP_DIR) HELM=$(HELM) KUSTOMIZE=$(KUSTOMIZE) PROMTOOL=$(PROMTOOL) NODEVM_IMAGE=$(NODEVM_DIR) PIDPRESSURE_REQUIRE_SUPPORTED=$(REQUIRE_SUPPORTED) $(GO) test -p 1 -count=1 -timeout 20m -v ./...
+test-e2e: controlplane tools node-image node-bins tracefs
+	cd internal/e2e && KUBEBUILDER_ASSETS=$(CP_DIR) HELM=$(HELM) KUSTOMIZE=$(KUSTOMIZE) PROMTOOL=$(PROMTOOL) NODEVM_IMAGE=$(NODEVM_DIR) NODEVM_BINS=$(NODEBIN_DIR) PIDPRESSURE_REQUIRE_SUPPORTED=$(REQUIRE_SUPPORTED) $(GO) test -p 1 -count=1 -timeout 20m -v ./...
 
 ## demo: the incident end to end for a newcomer: a real kube-apiserver, a Node, the agent, a PID namespace exhausted for real, kubectl describe node; exits 1 if the condition did not appear (needs root)
 .PHONY: demo
@@ -198,6 +198,28 @@ $(CP_DIR)/kube-apiserver $(CP_DIR)/kubectl:
 $(CP_DIR)/etcd:
 	@mkdir -p $(CP_DIR)
 	flock $(CP_DIR)/.lock sh -c 'test -x $@ || { cd hack/controlplane/etcd && CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o $@.tmp go.etcd.io/etcd/server/v3 && mv $@.tmp $@; }'
+
+# The node's own binaries for the real-node VM, built from the module proxy
+# (hack/node): containerd 2.x with its runc shim and ctr (Kubernetes 1.36+
+# requires containerd 2; Debian ships 1.7), and the kubelet. Cached by
+# version and go.sum.
+CONTAINERD_VERSION := v2.4.2
+CONTAINERD_LDFLAGS := -s -w -X github.com/containerd/containerd/v2/version.Version=$(CONTAINERD_VERSION) -X github.com/containerd/containerd/v2/version.Revision=module-proxy
+NODEBIN_HASH := $(shell { cat hack/node/kubelet/go.sum hack/node/containerd/go.sum; echo '$(K8S_LDFLAGS) $(CONTAINERD_LDFLAGS)'; } | sha256sum | cut -c1-12)
+NODEBIN_DIR  := $(CACHE)/nodebin/k8s-$(K8S_VERSION)-containerd-$(CONTAINERD_VERSION)-$(NODEBIN_HASH)
+
+## node-bins: build (once, cached) containerd 2.x, its runc shim, ctr and the kubelet for the node VM; prints their directory
+.PHONY: node-bins
+node-bins: $(NODEBIN_DIR)/kubelet $(NODEBIN_DIR)/containerd
+	@echo $(NODEBIN_DIR)
+
+$(NODEBIN_DIR)/kubelet:
+	@mkdir -p $(NODEBIN_DIR)
+	flock $(NODEBIN_DIR)/.lock sh -c 'test -x $@ || { cd hack/node/kubelet && CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(K8S_LDFLAGS)" -o $@.tmp k8s.io/kubernetes/cmd/kubelet && mv $@.tmp $@; }'
+
+$(NODEBIN_DIR)/containerd:
+	@mkdir -p $(NODEBIN_DIR)
+	flock $(NODEBIN_DIR)/.lock sh -c 'test -x $@ || { cd hack/node/containerd && CGO_ENABLED=0 $(GO) build -trimpath -tags "no_btrfs no_devmapper no_zfs" -ldflags "$(CONTAINERD_LDFLAGS)" -o $(NODEBIN_DIR)/.tmp/ github.com/containerd/containerd/v2/cmd/containerd github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2 github.com/containerd/containerd/v2/cmd/ctr && mv $(NODEBIN_DIR)/.tmp/* $(NODEBIN_DIR)/ && rmdir $(NODEBIN_DIR)/.tmp; }'
 
 # The node VM for the real-node tests (hack/nodevm/README.md): a Debian
 # trixie image built from apt by mmdebstrap, cached by the hash of its recipe.
