@@ -223,7 +223,7 @@ $(NODEBIN_DIR)/containerd:
 
 # The node VM for the real-node tests (hack/nodevm/README.md): a Debian
 # trixie image built from apt by mmdebstrap, cached by the hash of its recipe.
-NODEVM_TOOLS := qemu-system-x86 qemu-utils mmdebstrap e2fsprogs
+NODEVM_TOOLS := qemu-system-x86 qemu-utils mmdebstrap e2fsprogs socat
 NODEVM_HASH  := $(shell cat hack/nodevm/build.sh hack/nodevm/guest/* | sha256sum | cut -c1-12)
 NODEVM_DIR   := $(CACHE)/nodevm/$(NODEVM_HASH)
 

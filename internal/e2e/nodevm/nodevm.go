@@ -70,6 +70,24 @@ type Options struct {
 	Console io.Writer
 	// TempDir is where the share is created (os.TempDir() if empty).
 	TempDir string
+	// Forward gives the guest a network device whose only way out is to
+	// these ports of this machine's 127.0.0.1 (QEMU's user network with
+	// restrict=on, and a socat per connection): the guest reaches each at
+	// GuestAddr:GuestPort. Without it the guest has no network device.
+	Forward []Forward
+	// Stop, when it is closed, puts the file "stop" in the share, for a
+	// guest script that runs until told to (it polls /mnt/host/stop).
+	Stop <-chan struct{}
+}
+
+// GuestAddr is where the guest reaches a forwarded port: an address that
+// exists only inside QEMU's user-mode network.
+const GuestAddr = "10.0.2.100"
+
+// Forward is one port forwarded from the guest to this machine's loopback.
+type Forward struct {
+	GuestPort int
+	HostPort  int
 }
 
 // Result is what one run gave.
@@ -107,6 +125,11 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 	if err := CheckImage(opts.ImageDir); err != nil {
 		return Result{}, err
 	}
+	if len(opts.Forward) > 0 {
+		if _, err := exec.LookPath("socat"); err != nil {
+			return Result{}, fmt.Errorf("forwarding ports to the guest needs socat (make nodevm-tools installs it): %w", err)
+		}
+	}
 	share, err := os.MkdirTemp(opts.TempDir, "pidpressure-nodevm-")
 	if err != nil {
 		return Result{}, fmt.Errorf("creating the share: %w", err)
@@ -118,6 +141,15 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 
 	ctx, cancel := context.WithTimeout(ctx, opts.Timeout)
 	defer cancel()
+	if opts.Stop != nil {
+		go func() {
+			select {
+			case <-opts.Stop:
+				_ = os.WriteFile(filepath.Join(share, "stop"), nil, 0o644)
+			case <-ctx.Done():
+			}
+		}()
+	}
 	console := &consoleWriter{mirror: opts.Console}
 	cmd := exec.CommandContext(ctx, QEMU, qemuArgs(opts, share)...)
 	cmd.Stdin = nil
@@ -177,11 +209,20 @@ func CheckImage(dir string) error {
 // serial console on standard output. -no-reboot and panic=-1 turn a guest
 // panic into QEMU's exit rather than a wait for the timeout.
 func qemuArgs(opts Options, share string) []string {
+	nic := "none"
+	if len(opts.Forward) > 0 {
+		// restrict=on: the guest reaches nothing but the forwards, and
+		// each forward's only target is this machine's 127.0.0.1.
+		nic = "user,model=virtio-net-pci,restrict=on"
+		for _, f := range opts.Forward {
+			nic += fmt.Sprintf(",guestfwd=tcp:%s:%d-cmd:socat - TCP:127.0.0.1:%d", GuestAddr, f.GuestPort, f.HostPort)
+		}
+	}
 	return []string{
 		"-accel", "tcg,thread=multi", "-cpu", "max",
 		"-m", strconv.Itoa(opts.MemoryMB), "-smp", strconv.Itoa(opts.CPUs),
 		"-nodefaults", "-no-user-config", "-display", "none", "-serial", "stdio",
-		"-nic", "none", "-no-reboot",
+		"-nic", nic, "-no-reboot",
 		"-kernel", filepath.Join(opts.ImageDir, kernelFile),
 		"-initrd", filepath.Join(opts.ImageDir, initrdFile),
 		"-drive", "file=" + filepath.Join(opts.ImageDir, rootFile) + ",format=raw,if=virtio,snapshot=on",
