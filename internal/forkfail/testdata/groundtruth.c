@@ -55,6 +55,7 @@ static long read_long(const char *path)
 }
 
 static int wait_go;
+static int quiet_ready; /* the parent says "ready" for the namespace's init */
 
 static void hold(void)
 {
@@ -68,8 +69,10 @@ static int loop(int threads, int n)
 	int ok = 0, eagain = 0, other = 0;
 	if (wait_go) {
 		char b[64];
-		printf("ready\n");
-		fflush(stdout);
+		if (!quiet_ready) {
+			printf("ready\n");
+			fflush(stdout);
+		}
 		if (read(0, b, sizeof(b)) <= 0)
 			return 5;
 	}
@@ -166,12 +169,21 @@ int main(int argc, char **argv)
 		perror("unshare");
 		return 3;
 	}
+	/* The init says it is set up through a pipe, and the parent prints
+	 * "init PID" then "ready": two processes writing to one stdout would
+	 * not keep that order. */
+	int up[2];
+	if (pipe(up)) {
+		perror("pipe");
+		return 3;
+	}
 	pid_t init = fork();
 	if (init < 0) {
 		perror("fork");
 		return 3;
 	}
 	if (init == 0) {
+		close(up[0]);
 		char b[32];
 		if (mount(0, "/", 0, MS_REC | MS_PRIVATE, 0) || mount("proc", "/proc", "proc", 0, 0)) {
 			perror("mounting /proc");
@@ -183,10 +195,16 @@ int main(int argc, char **argv)
 			fprintf(stderr, "this kernel has no per-namespace pid_max\n");
 			return 4;
 		}
+		quiet_ready = 1;
+		if (write(up[1], "r", 1) != 1)
+			return 3;
+		close(up[1]);
 		return loop(threads, n);
 	}
-	if (wait_go) {
-		printf("init %d\n", init);
+	close(up[1]);
+	char r;
+	if (read(up[0], &r, 1) == 1 && wait_go) {
+		printf("init %d\nready\n", init);
 		fflush(stdout);
 	}
 	int st = 0;
