@@ -21,21 +21,9 @@ import (
 // case must count exactly what the program saw refused, with the right
 // label, in both attach modes.
 func TestEBPFCounterOnTheNodeKernel(t *testing.T) {
-	if testing.Short() {
-		t.Skip("boots a VM: skipped under -short")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: it builds the node VM image with mmdebstrap (make node-image)")
-	}
-	if _, err := exec.LookPath(nodevm.QEMU); err != nil {
-		t.Skipf("%s is not installed (make nodevm-tools installs it with apt): %v", nodevm.QEMU, err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 12*time.Minute)
 	defer cancel()
-	image, err := nodevm.Image(ctx, testLog{t})
-	if err != nil {
-		t.Fatal(err)
-	}
+	image := bootable(ctx, t)
 	// The programs, built here: the test binary static (no cgo), the C
 	// programs static (the VM has no compiler, and its C library may differ).
 	dir := t.TempDir()

@@ -20,23 +20,10 @@ import (
 // pids controller's counters and their hierarchy, the kernel's line for a
 // refused fork, and pid_max exhaustion as bash reports it.
 func TestNodeVMFacts(t *testing.T) {
-	if testing.Short() {
-		t.Skip("boots a VM: skipped under -short")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: it builds the node VM image with mmdebstrap (make node-image)")
-	}
-	if _, err := exec.LookPath(nodevm.QEMU); err != nil {
-		t.Skipf("%s is not installed (make nodevm-tools installs it with apt): %v", nodevm.QEMU, err)
-	}
 	begin := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	image, err := nodevm.Image(ctx, testLog{t})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("image %s ready in %.1f s", image, time.Since(begin).Seconds())
+	image := bootable(ctx, t)
 
 	files := map[string]string{}
 	for _, f := range []string{"forkloop.pl", "pidmax.pl"} {
@@ -156,6 +143,29 @@ func TestRunTimeout(t *testing.T) {
 			t.Errorf("%s still runs: %q", filepath.Dir(p), strings.ReplaceAll(string(b), "\x00", " "))
 		}
 	}
+}
+
+// bootable returns the node VM image for a test that boots it, built if
+// need be (make node-image), and skips the test, saying why, where no VM
+// can boot: under -short, not as root, without QEMU.
+func bootable(ctx context.Context, t *testing.T) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("boots a VM: skipped under -short")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: it builds the node VM image with mmdebstrap (make node-image)")
+	}
+	if _, err := exec.LookPath(nodevm.QEMU); err != nil {
+		t.Skipf("%s is not installed (make nodevm-tools installs it with apt): %v", nodevm.QEMU, err)
+	}
+	begin := time.Now()
+	image, err := nodevm.Image(ctx, testLog{t})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("image %s ready in %.1f s", image, time.Since(begin).Seconds())
+	return image
 }
 
 // testLog sends the image build's output to the test log.

@@ -3,7 +3,6 @@ package nodevm_test
 import (
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -22,15 +21,9 @@ const BinsEnv = "NODEVM_BINS"
 // Debian's runc, with its CRI plugins loaded; the kubelet binary is the
 // release the control plane runs. The first step of the real node.
 func TestNodeVMRuntime(t *testing.T) {
-	if testing.Short() {
-		t.Skip("boots a VM: skipped under -short")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: it builds the node VM image with mmdebstrap (make node-image)")
-	}
-	if _, err := exec.LookPath(nodevm.QEMU); err != nil {
-		t.Skipf("%s is not installed (make nodevm-tools installs it with apt): %v", nodevm.QEMU, err)
-	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	image := bootable(ctx, t)
 	bins := os.Getenv(BinsEnv)
 	if bins == "" {
 		if os.Getenv("PIDPRESSURE_REQUIRE_SUPPORTED") != "" {
@@ -45,12 +38,6 @@ func TestNodeVMRuntime(t *testing.T) {
 			t.Fatalf("%v (make node-bins)", err)
 		}
 		files[filepath.Join("bin", b)] = string(data)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	image, err := nodevm.Image(ctx, testLog{t})
-	if err != nil {
-		t.Fatal(err)
 	}
 	script, err := os.ReadFile(filepath.Join("testdata", "runtime", "run.sh"))
 	if err != nil {
