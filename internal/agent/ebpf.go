@@ -90,6 +90,7 @@ func (e *ebpfSource) run(ctx context.Context, c *sourceCounters) error {
 	e.mode.Store(&mode)
 	hs, _ := s.hierarchies()
 	r := newCountedReader(s.cfg.Root, ctr, s.clock, hs)
+	defer func() { _ = r.sampler.Close() }() // its open files
 	c.up.Store(true)
 	defer c.up.Store(false)
 	s.log.Info("source started", "source", ebpfName, "mode", string(mode))
