@@ -108,9 +108,9 @@ func (d *Detector) Run(ctx context.Context) error {
 		}
 	}
 	keep.verdict = d.snapshot
-	hs, err := headroom.Hierarchies(scfg.Root)
-	if err != nil {
-		d.log.Warn("cgroup layer not available", "err", err)
+	hs, hsErr := headroom.Hierarchies(scfg.Root)
+	if hsErr != nil {
+		d.log.Warn("cgroup layer not available", "err", hsErr)
 	}
 	n, err := d.sampler.Node()
 	if err != nil {
@@ -136,7 +136,7 @@ func (d *Detector) Run(ctx context.Context) error {
 	d.evaluate()
 
 	src := NewSources(scfg, d.m, d.clock, d.log)
-	src.keep, src.hs, src.hsErr = keep, hs, err // loaded and discovered once
+	src.keep, src.hs, src.hsErr = keep, hs, hsErr // loaded and discovered once
 	if src.hs == nil {
 		src.hs = []headroom.Hierarchy{}
 	}

@@ -79,3 +79,30 @@ func TestDetectorSamplesWithNoSource(t *testing.T) {
 		t.Errorf("Run = %v, want nil on cancellation", err)
 	}
 }
+
+// TestPidsEventsUnsupportedWithoutTheController: on a host with no pids
+// controller the detector's one discovery of the hierarchies leaves the
+// pids.events source off as not supported, rather than watching nothing.
+func TestPidsEventsUnsupportedWithoutTheController(t *testing.T) {
+	t.Parallel()
+	root := filepath.Join("..", "..", "testdata", "hosts", "hybrid-no-pids-controller")
+	clk := testclock.NewFakeClock(time.Unix(1_700_000_000, 0))
+	d := NewDetector(DetectorConfig{Sources: Config{Root: hostfs.New(root), PidsEvents: true}, Verdict: verdict.DefaultConfig()},
+		nil, clk, quietLog(), make(chanSink, 16))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	waitUntil(t, 10*time.Second, "pids.events reported not supported", func() bool {
+		for _, s := range d.View().Sources {
+			if s.Name == "pids.events" {
+				return s.Unsupported
+			}
+		}
+		return false
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Run: %v", err)
+	}
+}
