@@ -50,7 +50,7 @@ func (j *journalSource) run(ctx context.Context, c *sourceCounters) error {
 	if c := j.cursor.Load(); c != nil {
 		cursor = *c // a restart of the source resumes where it stopped
 	}
-	src, err := journal.OpenSource(journal.SourceOptions{Dir: s.cfg.JournalDir, Cursor: cursor, Lazy: true})
+	src, err := journal.OpenSource(journal.SourceOptions{Dir: s.cfg.JournalDir, Cursor: cursor, Lazy: true, Clock: s.clock})
 	if err != nil {
 		return err
 	}

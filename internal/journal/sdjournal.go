@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/coreos/go-systemd/v22/sdjournal"
+	"k8s.io/utils/clock"
 
 	"github.com/pidpressure/pidpressure/internal/hostfs"
 	"github.com/pidpressure/pidpressure/internal/logline"
@@ -53,6 +54,9 @@ var _ logline.Reader = (*Source)(nil)
 func OpenSource(opt SourceOptions) (*Source, error) {
 	if opt.Poll <= 0 {
 		opt.Poll = 250 * time.Millisecond
+	}
+	if opt.Clock == nil {
+		opt.Clock = clock.RealClock{}
 	}
 	if opt.MaxBackoff <= 0 {
 		opt.MaxBackoff = 30 * time.Second
@@ -319,12 +323,12 @@ func (s *Source) wait() error {
 }
 
 func (s *Source) sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d) // backoff between retries of a failing read
+	t := s.opt.Clock.NewTimer(d) // backoff between retries of a failing read
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
 		return ctx.Err()
-	case <-t.C:
+	case <-t.C():
 		return nil
 	}
 }

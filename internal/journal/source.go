@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"time"
 
+	"k8s.io/utils/clock"
+
 	"github.com/pidpressure/pidpressure/internal/hostfs"
 )
 
@@ -42,6 +44,9 @@ type SourceOptions struct {
 	// MaxBackoff caps the wait between retries after a read error
 	// (default 30s; the first retry waits 100ms and each doubles).
 	MaxBackoff time.Duration
+	// Clock paces those retries (default the real clock): the agent's own,
+	// so that its one supervisor and this reader back off on one clock.
+	Clock clock.Clock
 }
 
 // SourceStats count what a Source skipped or retried.
