@@ -140,7 +140,6 @@ func (e *ebpfSource) run(ctx context.Context, c *sourceCounters) error {
 // cgroups' paths, the node's PID namespace, and threads-max, which the BPF
 // program cannot read.
 type countedReader struct {
-	root    hostfs.Root
 	ctr     *forkfail.Counter
 	sampler *headroom.Sampler
 	pids    *headroom.CgroupIDs
@@ -149,7 +148,7 @@ type countedReader struct {
 }
 
 func newCountedReader(root hostfs.Root, ctr *forkfail.Counter, clk clock.PassiveClock, hs []headroom.Hierarchy) *countedReader {
-	r := &countedReader{root: root, ctr: ctr, sampler: headroom.NewSampler(root), nodeNS: headroom.PIDNamespace(root)}
+	r := &countedReader{ctr: ctr, sampler: headroom.NewSampler(root), nodeNS: headroom.PIDNamespace(root)}
 	if n, err := r.sampler.Node(); err == nil {
 		_ = ctr.SetHostPIDMax(int64(n.PIDMax))
 	}

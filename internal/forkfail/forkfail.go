@@ -69,11 +69,6 @@ func (l Limit) String() string {
 	}
 }
 
-// Limits lists every limit, for metrics.
-func Limits() []Limit {
-	return []Limit{LimitPIDMax, LimitThreadsMax, LimitCgroup, LimitNproc, LimitUnknown}
-}
-
 // Class says whether the refused creation was of a thread or a process.
 type Class uint32
 
@@ -93,9 +88,8 @@ func (c Class) String() string {
 
 // The totals map's layout (bpf/forkfail.bpf.c).
 const (
-	totalKeysFull    = uint32(limits) * 2
-	totalSamplesLost = totalKeysFull + 1
-	totalSlots       = totalSamplesLost + 1
+	totalKeysFull = uint32(limits) * 2
+	totalSlots    = totalKeysFull + 1
 )
 
 // Record is what was counted for one key since the last Drain.
@@ -134,7 +128,6 @@ type Counter struct {
 	last     map[forkfailFailKey]seen
 	counted  [totalSlots]uint64 // per limit and class: what the keyed records carried
 	residual [totalSlots]uint64 // and what the residual records carried
-	lost     uint64             // samples lost
 	cpus     int
 }
 
@@ -222,7 +215,6 @@ func (c *Counter) Drain(now time.Time) ([]Record, error) {
 			}
 		}
 	}
-	c.lost = totals[totalSamplesLost]
 	c.prune(now)
 	return out, nil
 }
@@ -254,10 +246,6 @@ func (c *Counter) readTotals() ([totalSlots]uint64, error) {
 	}
 	return out, nil
 }
-
-// SamplesLost is how many samples the ring buffer had no room for (the
-// counts never lose anything).
-func (c *Counter) SamplesLost() uint64 { return c.lost }
 
 func recordOf(k forkfailFailKey, v forkfailFailVal, d uint64) Record {
 	return Record{Count: d, TGID: k.Tgid, TID: v.LastTid, Comm: comm(k.Comm), UID: k.Uid, Class: Class(k.Class), Limit: Limit(k.Limit),

@@ -217,7 +217,7 @@ func DescribeCgroup(root hostfs.Root, h Hierarchy, p string) (Cgroup, error) {
 	if err != nil {
 		return c, err
 	}
-	c.Kind = kindOf(c.Path)
+	c.Kind = KindOf(c.Path)
 	c.Pod = PodOfPath(root, c.Path)
 	if c.Kind == KindUnit {
 		c.Unit = path.Base(c.Path)
@@ -226,10 +226,7 @@ func DescribeCgroup(root hostfs.Root, h Hierarchy, p string) (Cgroup, error) {
 }
 
 // KindOf guesses what a cgroup path is from its name.
-func KindOf(p string) Kind { return kindOf(p) }
-
-// kindOf guesses what a cgroup path is.
-func kindOf(p string) Kind {
+func KindOf(p string) Kind {
 	base := path.Base(p)
 	switch {
 	case strings.HasSuffix(base, ".service"):

@@ -92,7 +92,7 @@ func (p *Pod) String() string {
 
 // Hierarchies returns the cgroup hierarchies with the pids controller:
 // cgroup v2 at <sys>/fs/cgroup (unified) or <sys>/fs/cgroup/unified
-// (hybrid), and v1 at <sys>/fs/cgroup/pids. It returns ErrNotSupported when
+// (hybrid), and v1 at <sys>/fs/cgroup/pids. It returns an error wrapping hostfs.ErrNotSupported when
 // there is none.
 func Hierarchies(root hostfs.Root) ([]Hierarchy, error) {
 	var out []Hierarchy
@@ -108,7 +108,7 @@ func Hierarchies(root hostfs.Root) ([]Hierarchy, error) {
 		out = append(out, Hierarchy{Version: 1, Dir: v1})
 	}
 	if len(out) == 0 {
-		return nil, fmt.Errorf("no cgroup hierarchy with the pids controller under %s: %w", base, ErrNotSupported)
+		return nil, fmt.Errorf("no cgroup hierarchy with the pids controller under %s: %w", base, hostfs.ErrNotSupported)
 	}
 	return out, nil
 }
@@ -256,7 +256,7 @@ func parseProcCgroup(b []byte, version int) (string, error) {
 			}
 		}
 	}
-	return "", fmt.Errorf("no cgroup v%d pids entry: %w", version, ErrNotSupported)
+	return "", fmt.Errorf("no cgroup v%d pids entry: %w", version, hostfs.ErrNotSupported)
 }
 
 // CgroupPIDs returns the processes of the cgroup at path and of its

@@ -84,7 +84,7 @@ func Diagnose(root hostfs.Root, opt DiagnoseOptions) (Diagnosis, error) {
 			}
 			c.Kind, c.Pod, c.Unit = t.Kind, t.Pod, t.Unit
 			if c.Kind == KindNamed {
-				c.Kind = kindOf(c.Path)
+				c.Kind = KindOf(c.Path)
 				c.Pod = PodOfPath(root, c.Path)
 				if c.Kind == KindUnit {
 					c.Unit = path.Base(c.Path)

@@ -119,11 +119,11 @@ func TestHostCgroupV1Cgroupfs(t *testing.T) {
 func TestHostHybridNoPidsController(t *testing.T) {
 	t.Parallel()
 	root := host("hybrid-no-pids-controller")
-	if _, err := Hierarchies(root); !errors.Is(err, ErrNotSupported) {
+	if _, err := Hierarchies(root); !errors.Is(err, hostfs.ErrNotSupported) {
 		t.Errorf("Hierarchies() error = %v, want ErrNotSupported", err)
 	}
 	d, err := Diagnose(root, DiagnoseOptions{})
-	if !errors.Is(err, ErrNotSupported) {
+	if !errors.Is(err, hostfs.ErrNotSupported) {
 		t.Errorf("Diagnose() error = %v, want one wrapping ErrNotSupported", err)
 	}
 	if d.Node.PIDMax != 4194304 || d.Node.Tasks != 640 || len(d.Errors) == 0 {
@@ -194,7 +194,7 @@ func TestHostThreadsMaxBinding(t *testing.T) {
 func TestHostNestedNamespace(t *testing.T) {
 	t.Parallel()
 	d, err := Diagnose(host("nested-pid-namespace"), DiagnoseOptions{})
-	if err != nil && !errors.Is(err, ErrNotSupported) {
+	if err != nil && !errors.Is(err, hostfs.ErrNotSupported) {
 		t.Fatalf("Diagnose() error = %v", err)
 	}
 	n := d.Node

@@ -6,14 +6,8 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/pidpressure/pidpressure/internal/hostfs"
 	"github.com/pidpressure/pidpressure/internal/logline"
 )
-
-// ErrNotSupported is returned, wrapped, for a layer this host cannot
-// provide (no pids controller, no such cgroup hierarchy): the one sentinel
-// of every reader.
-var ErrNotSupported = hostfs.ErrNotSupported
 
 // Limit is a maximum that may be unlimited ("max" in pids.max, "unlimited"
 // in /proc/PID/limits).
