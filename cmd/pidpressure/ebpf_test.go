@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -17,7 +16,7 @@ import (
 	"time"
 
 	"github.com/pidpressure/pidpressure/internal/forkfail"
-	"github.com/pidpressure/pidpressure/internal/hostfs"
+	"github.com/pidpressure/pidpressure/internal/testenv"
 )
 
 // groundTruth is the C program that counts its own refused creations
@@ -32,10 +31,7 @@ type groundTruth struct {
 
 func startGroundTruth(t *testing.T, args ...string) *groundTruth {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "groundtruth")
-	if out, err := exec.Command("gcc", "-O2", "-Wall", "-pthread", "-o", bin, "../../internal/forkfail/testdata/groundtruth.c").CombinedOutput(); err != nil {
-		t.Fatalf("building the ground truth: %v\n%s", err, out)
-	}
+	bin := testenv.CProgram(t, "PIDPRESSURE_GROUNDTRUTH", "../../internal/forkfail/testdata/groundtruth.c", "-pthread")
 	cmd := exec.Command(bin, append(args, "--wait", "1")...)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -81,19 +77,14 @@ func requireEBPF(t *testing.T) {
 }
 
 // ebpfSupported reports whether the counter loads here; where the run
-// requires it (PIDPRESSURE_REQUIRE_SUPPORTED), not loading fails the test.
+// requires it (testenv.RequireEnv), not loading fails the test.
 func ebpfSupported(t *testing.T) bool {
 	t.Helper()
 	c, err := forkfail.Open(forkfail.Options{})
 	if err == nil {
 		_ = c.Close()
-		return true
 	}
-	if !errors.Is(err, hostfs.ErrNotSupported) || os.Getenv("PIDPRESSURE_REQUIRE_SUPPORTED") != "" {
-		t.Fatal(err)
-	}
-	t.Logf("the eBPF counter is not supported here: %v", err)
-	return false
+	return testenv.Supported(t, err)
 }
 
 // TestWatchCountedExhaustion runs "watch --ebpf=on" with no log source,

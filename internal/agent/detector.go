@@ -136,10 +136,8 @@ func (d *Detector) Run(ctx context.Context) error {
 	d.evaluate()
 
 	src := NewSources(scfg, d.m, d.clock, d.log)
-	src.keep, src.hs, src.hsErr = keep, hs, hsErr // loaded and discovered once
-	if src.hs == nil {
-		src.hs = []headroom.Hierarchy{}
-	}
+	src.keep = keep // loaded once
+	src.useHierarchies(hs, hsErr)
 	d.src.Store(src)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

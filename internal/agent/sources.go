@@ -191,11 +191,12 @@ func NewSources(cfg Config, m *signature.Matcher, clk clock.WithTicker, log *slo
 	return s
 }
 
-// discover finds the cgroup hierarchies once, for every source.
-func (s *Sources) discover() {
-	s.hs, s.hsErr = headroom.Hierarchies(s.cfg.Root)
+// useHierarchies keeps the cgroup hierarchies (and why there are none) for
+// every source: discovered once, by the detector or by Run.
+func (s *Sources) useHierarchies(hs []headroom.Hierarchy, err error) {
+	s.hs, s.hsErr = hs, err
 	if s.hs == nil {
-		s.hs = []headroom.Hierarchy{}
+		s.hs = []headroom.Hierarchy{} // discovered, and none
 	}
 }
 
@@ -231,7 +232,7 @@ func (s *Sources) Run(ctx context.Context) error {
 		s.keep = loadState(s.cfg.StateDir, s.log)
 	}
 	if s.hs == nil {
-		s.discover()
+		s.useHierarchies(headroom.Hierarchies(s.cfg.Root))
 	}
 	store := s.keep.store
 	for _, src := range s.list {

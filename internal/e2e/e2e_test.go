@@ -18,6 +18,7 @@ import (
 
 	"github.com/pidpressure/pidpressure/internal/e2e/testenv"
 	"github.com/pidpressure/pidpressure/internal/forkfail"
+	hosttest "github.com/pidpressure/pidpressure/internal/testenv"
 	"github.com/pidpressure/pidpressure/internal/testenv/journald"
 )
 
@@ -321,18 +322,13 @@ func saveDescribe(t *testing.T, name, node, out string) {
 }
 
 // ebpfLoads reports whether the eBPF counter attaches here in some mode;
-// where the run requires it (PIDPRESSURE_REQUIRE_SUPPORTED, make test as root),
-// not attaching fails the test.
+// where the run requires it (make test as root), not attaching fails the
+// test.
 func ebpfLoads(t *testing.T) bool {
 	t.Helper()
 	c, err := forkfail.Open(forkfail.Options{})
 	if err == nil {
 		_ = c.Close()
-		return true
 	}
-	if os.Getenv("PIDPRESSURE_REQUIRE_SUPPORTED") != "" {
-		t.Fatalf("the eBPF counter does not attach: %v", err)
-	}
-	t.Logf("the eBPF counter does not attach here: %v", err)
-	return false
+	return hosttest.Supported(t, err)
 }

@@ -17,6 +17,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/pidpressure/pidpressure/internal/e2e/nodevm"
+	hosttest "github.com/pidpressure/pidpressure/internal/testenv"
 )
 
 // TestNodeJoins boots the node VM as a real Kubernetes node of the control
@@ -32,7 +33,7 @@ func TestNodeJoins(t *testing.T) {
 	}
 	image, bins := os.Getenv(nodevm.ImageEnv), os.Getenv("NODEVM_BINS")
 	if image == "" || bins == "" {
-		if os.Getenv("PIDPRESSURE_REQUIRE_SUPPORTED") != "" {
+		if os.Getenv(hosttest.RequireEnv) != "" {
 			t.Fatalf("%s and NODEVM_BINS must be set (make test-e2e sets them)", nodevm.ImageEnv)
 		}
 		t.Skipf("%s and NODEVM_BINS are not set: make test-e2e builds and sets them", nodevm.ImageEnv)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/pidpressure/pidpressure/internal/forkfail"
 	"github.com/pidpressure/pidpressure/internal/hostfs"
+	"github.com/pidpressure/pidpressure/internal/testenv"
 )
 
 // BenchmarkCost measures what the counter costs the node's workloads, as
@@ -25,7 +26,7 @@ func BenchmarkCost(b *testing.B) {
 	if os.Geteuid() != 0 {
 		b.Skip("needs root")
 	}
-	bin := program(b, costEnv, "testdata/cost.c")
+	bin := testenv.CProgram(b, costEnv, "testdata/cost.c")
 	// Under emulation (the node VM) a fork takes milliseconds: fewer.
 	scale := 1
 	if s, err := strconv.Atoi(os.Getenv("PIDPRESSURE_COST_DIVISOR")); err == nil && s > 0 {

@@ -14,13 +14,14 @@ import (
 	"time"
 
 	"github.com/pidpressure/pidpressure/internal/forkfail"
+	"github.com/pidpressure/pidpressure/internal/testenv"
 )
 
 // Environment of the live tests.
 const (
 	// requireEnv makes a counter that does not load a failure, not a skip
 	// (make test sets it as root).
-	requireEnv = "PIDPRESSURE_REQUIRE_SUPPORTED"
+	requireEnv = testenv.RequireEnv
 	// vmEnv says the tests run in the node VM, whose kernel is theirs:
 	// only there do they lower kernel.pid_max and kernel.threads-max.
 	vmEnv = "PIDPRESSURE_NODEVM"
@@ -71,20 +72,6 @@ func attach(t *testing.T, m forkfail.Mode) *forkfail.Counter {
 	}
 	t.Cleanup(func() { _ = c.Close() })
 	return c
-}
-
-// program returns the prebuilt program named by env, or builds src.
-func program(t testing.TB, env, src string, flags ...string) string {
-	t.Helper()
-	if p := os.Getenv(env); p != "" {
-		return p
-	}
-	bin := filepath.Join(t.TempDir(), strings.TrimSuffix(filepath.Base(src), ".c"))
-	args := append(append([]string{"-O2", "-Wall"}, flags...), "-o", bin, src)
-	if out, err := exec.Command("gcc", args...).CombinedOutput(); err != nil {
-		t.Fatalf("building %s: %v\n%s", src, err, out)
-	}
-	return bin
 }
 
 var result = regexp.MustCompile(`ok=(\d+) eagain=(\d+) other=(\d+)`)
@@ -229,7 +216,7 @@ func check(t *testing.T, c *forkfail.Counter, comm string, eagain int, want func
 // and, in the node VM, the node's kernel.pid_max and kernel.threads-max.
 func TestCounts(t *testing.T) {
 	ms := modes(t)
-	gt := program(t, groundTruthEnv, "testdata/groundtruth.c", "-pthread")
+	gt := testenv.CProgram(t, groundTruthEnv, "testdata/groundtruth.c", "-pthread")
 	for _, m := range ms {
 		t.Run(string(m), func(t *testing.T) {
 			for _, class := range []forkfail.Class{forkfail.ClassProcess, forkfail.ClassThread} {

@@ -5,6 +5,8 @@ package testenv
 import (
 	"errors"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
@@ -24,15 +26,42 @@ const RequireEnv = "PIDPRESSURE_REQUIRE_SUPPORTED"
 // nil err returns.
 func SkipIfNotSupported(tb testing.TB, err error) {
 	tb.Helper()
+	if !Supported(tb, err) {
+		tb.Skipf("not supported here: %v", err)
+	}
+}
+
+// Supported is SkipIfNotSupported for a test that carries on either way:
+// false (and a log line) where this host does not support what err is
+// about; a failure where RequireEnv is set or err is another error.
+func Supported(tb testing.TB, err error) bool {
+	tb.Helper()
 	switch {
 	case err == nil:
+		return true
 	case !errors.Is(err, hostfs.ErrNotSupported):
 		tb.Fatal(err)
 	case os.Getenv(RequireEnv) != "":
 		tb.Fatalf("%v (%s is set: everything must be supported here)", err, RequireEnv)
-	default:
-		tb.Skipf("not supported here: %v", err)
 	}
+	tb.Logf("not supported here: %v", err)
+	return false
+}
+
+// CProgram returns the program that the environment variable env names
+// (prebuilt: the node VM has no compiler), or builds src with gcc and
+// flags into the test's temporary directory.
+func CProgram(tb testing.TB, env, src string, flags ...string) string {
+	tb.Helper()
+	if p := os.Getenv(env); p != "" {
+		return p
+	}
+	bin := filepath.Join(tb.TempDir(), strings.TrimSuffix(filepath.Base(src), ".c"))
+	args := append(append([]string{"-O2", "-Wall"}, flags...), "-o", bin, src)
+	if out, err := exec.Command("gcc", args...).CombinedOutput(); err != nil {
+		tb.Fatalf("building %s: %v\n%s", src, err, out)
+	}
+	return bin
 }
 
 // WaitBlocked waits until a goroutine is blocked (in a select, a channel

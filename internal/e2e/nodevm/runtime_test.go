@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/pidpressure/pidpressure/internal/e2e/nodevm"
+	hosttest "github.com/pidpressure/pidpressure/internal/testenv"
 )
 
 // BinsEnv names the directory of the node's binaries (make node-bins).
@@ -26,7 +27,7 @@ func TestNodeVMRuntime(t *testing.T) {
 	image := bootable(ctx, t)
 	bins := os.Getenv(BinsEnv)
 	if bins == "" {
-		if os.Getenv("PIDPRESSURE_REQUIRE_SUPPORTED") != "" {
+		if os.Getenv(hosttest.RequireEnv) != "" {
 			t.Fatalf("%s is not set (make test-e2e sets it: make node-bins)", BinsEnv)
 		}
 		t.Skipf("%s is not set: make node-bins builds them", BinsEnv)
