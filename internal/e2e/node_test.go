@@ -82,7 +82,7 @@ func TestNodeJoins(t *testing.T) {
 	for n == nil || !isReady(n) {
 		select {
 		case o := <-done:
-			t.Fatalf("the node VM ended before its Node was Ready (%v, exit %d):\n%s\n%s", o.err, o.res.ExitCode, o.res.Output, tailOf(o.res.Console, 40))
+			t.Fatalf("the node VM ended before its Node was Ready (%v, exit %d):\n%s\n%s", o.err, o.res.ExitCode, o.res.Output, nodevm.Tail(o.res.Console))
 		case <-ctx.Done():
 			t.Fatalf("no Ready Node %s: %v", node, ctx.Err())
 		case <-time.After(time.Second): // polling the apiserver
@@ -106,7 +106,7 @@ func TestNodeJoins(t *testing.T) {
 	o := <-done
 	t.Logf("Node %s Ready %.1f s after QEMU started; guest output:\n%s", node, ready.Seconds(), o.res.Output)
 	if o.err != nil || o.res.ExitCode != 0 {
-		t.Fatalf("the node VM: %v, exit %d\n%s", o.err, o.res.ExitCode, tailOf(o.res.Console, 40))
+		t.Fatalf("the node VM: %v, exit %d\n%s", o.err, o.res.ExitCode, nodevm.Tail(o.res.Console))
 	}
 	if err != nil || lease.Spec.HolderIdentity == nil || *lease.Spec.HolderIdentity != node {
 		t.Errorf("the node's Lease: %+v, %v", lease, err)
@@ -175,10 +175,4 @@ func hasAddress(n *corev1.Node, ip string) bool {
 		}
 	}
 	return false
-}
-
-// tailOf is the last lines of s.
-func tailOf(s string, lines int) string {
-	l := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	return strings.Join(l[max(0, len(l)-lines):], "\n")
 }

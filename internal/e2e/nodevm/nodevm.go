@@ -169,10 +169,10 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 	res.Console, res.FirstCommand = console.snapshot()
 	res.GuestUptime = guestUptime(res.Console)
 	if ctxErr := ctx.Err(); ctxErr != nil {
-		return res, fmt.Errorf("the node VM did not power off within %s: %w\n%s", opts.Timeout, ctxErr, tail(res.Console))
+		return res, fmt.Errorf("the node VM did not power off within %s: %w\n%s", opts.Timeout, ctxErr, Tail(res.Console))
 	}
 	if waitErr != nil {
-		return res, fmt.Errorf("%s: %w\n%s", QEMU, waitErr, tail(res.Console))
+		return res, fmt.Errorf("%s: %w\n%s", QEMU, waitErr, Tail(res.Console))
 	}
 	out, err := os.ReadFile(filepath.Join(share, "out.log"))
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -185,7 +185,7 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 	}
 	res.ExitCode, err = exitCode(string(rcFile), res.Console)
 	if err != nil {
-		return res, fmt.Errorf("%w\n%s", err, tail(res.Console))
+		return res, fmt.Errorf("%w\n%s", err, Tail(res.Console))
 	}
 	return res, nil
 }
@@ -298,8 +298,8 @@ func guestUptime(console string) time.Duration {
 	return time.Duration(s * float64(time.Second))
 }
 
-// tail is the end of the console, for error messages.
-func tail(console string) string {
+// Tail is the end of a console, to show with an error.
+func Tail(console string) string {
 	const keep = 40
 	lines := strings.Split(strings.TrimRight(console, "\n"), "\n")
 	if len(lines) > keep {
