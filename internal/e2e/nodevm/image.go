@@ -3,7 +3,6 @@ package nodevm
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -29,20 +28,30 @@ func Image(ctx context.Context, log io.Writer) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	dir, err := MakeDir(ctx, root, "node-image", log)
+	if err != nil {
+		return "", err
+	}
+	return dir, CheckImage(dir)
+}
+
+// MakeDir runs `make target` in the repository at root, which builds what
+// the target names once, cached, and prints its directory last; it returns
+// that directory. The build's output goes to log.
+func MakeDir(ctx context.Context, root, target string, log io.Writer) (string, error) {
 	if _, err := exec.LookPath("make"); err != nil {
-		return "", errors.New("make is not installed: it builds the node VM image (apt-get install make)")
+		return "", fmt.Errorf("make is not installed: it builds %s (apt-get install make)", target)
 	}
 	var out bytes.Buffer
-	cmd := exec.CommandContext(ctx, "make", "-s", "--no-print-directory", "node-image")
+	cmd := exec.CommandContext(ctx, "make", "-s", "--no-print-directory", target)
 	cmd.Dir = root
 	cmd.Stdout = &out
 	cmd.Stderr = log
 	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("make node-image: %w", err)
+		return "", fmt.Errorf("make %s: %w", target, err)
 	}
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
-	dir := lines[len(lines)-1]
-	return dir, CheckImage(dir)
+	return lines[len(lines)-1], nil
 }
 
 // repoRoot finds the repository root (the directory holding hack/nodevm)

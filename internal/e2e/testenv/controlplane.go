@@ -24,6 +24,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/pidpressure/pidpressure/internal/e2e/nodevm"
 )
 
 // RepoRoot finds the repository root (the directory holding
@@ -51,19 +53,10 @@ func ControlPlaneBinaries(ctx context.Context, root string, log io.Writer) (stri
 	if dir := os.Getenv("KUBEBUILDER_ASSETS"); dir != "" {
 		return dir, checkBinaries(dir)
 	}
-	if _, err := exec.LookPath("make"); err != nil {
-		return "", errors.New("make is not installed: it builds the control plane (apt-get install make)")
+	dir, err := nodevm.MakeDir(ctx, root, "controlplane", log)
+	if err != nil {
+		return "", err
 	}
-	var out bytes.Buffer
-	cmd := exec.CommandContext(ctx, "make", "-s", "--no-print-directory", "controlplane")
-	cmd.Dir = root
-	cmd.Stdout = &out
-	cmd.Stderr = log
-	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("make controlplane: %w", err)
-	}
-	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
-	dir := lines[len(lines)-1]
 	return dir, checkBinaries(dir)
 }
 
