@@ -44,26 +44,21 @@ type conditionExporter struct {
 	gate *startGate // nil: the manager runs from the start
 }
 
-// newConditionExporter starts the exporter as NPD's NewExporterOrDie does:
-// it waits (bounded) for the apiserver, serves /healthz and /conditions on
-// NPD's server port, and starts the condition manager. It returns nil when
-// NPD's Kubernetes exporter is disabled.
+// newConditionExporter starts the exporter as NPD's NewExporterOrDie does,
+// but without its blocking wait for the apiserver: it serves /healthz and
+// /conditions on NPD's server port at once, and starts the condition
+// manager once the apiserver has returned the Node (bounded by NPD's
+// apiserver wait timeout) and the node's first-write delay has passed. The
+// monitor starts at once either way: found on a real node, NPD's blocking
+// wait kept the monitor, its metrics and /healthz down for as long as the
+// apiserver was unreachable, and the DaemonSet's liveness probe restarted
+// the pod after two minutes of it. It returns nil when NPD's Kubernetes
+// exporter is disabled.
 func newConditionExporter(ctx context.Context, npdo *options.NodeProblemDetectorOptions) types.Exporter {
 	if !npdo.EnableK8sExporter {
 		return nil
 	}
 	c := &refreshingClient{Client: problemclient.NewClientOrDie(npdo)}
-	klog.Infof("Waiting for kube-apiserver to be ready (timeout %v)...", npdo.APIServerWaitTimeout)
-	err := wait.PollUntilContextTimeout(ctx, npdo.APIServerWaitInterval, npdo.APIServerWaitTimeout, true, func(ctx context.Context) (bool, error) {
-		if _, err := c.GetNode(ctx); err != nil {
-			klog.Errorf("Can't get node object: %v", err)
-			return false, nil
-		}
-		return true, nil
-	})
-	if err != nil {
-		klog.Warningf("kube-apiserver did not become ready: timed out on waiting for kube-apiserver to return the node object: %v", err)
-	}
 	// The heartbeat and the first write are spread over the fleet
 	// (jitter.go).
 	spreadOpts := *npdo
@@ -72,8 +67,23 @@ func newConditionExporter(ctx context.Context, npdo *options.NodeProblemDetector
 	e.serve(npdo)
 	e.gate = newStartGate()
 	delay := firstWriteDelay(npdo.NodeName)
-	klog.Infof("Node conditions: first write within %v, heartbeat every %v (spread over the fleet by node name)", delay, spreadOpts.K8sExporterHeartbeatPeriod)
-	e.gate.open(ctx, clock.RealClock{}, delay, func() { e.manager.Start(ctx) })
+	klog.Infof("Node conditions: first write within %v of the apiserver's answer, heartbeat every %v (spread over the fleet by node name)", delay, spreadOpts.K8sExporterHeartbeatPeriod)
+	ready := make(chan struct{})
+	go func() {
+		defer close(ready)
+		klog.Infof("Waiting for kube-apiserver to be ready (timeout %v)...", npdo.APIServerWaitTimeout)
+		err := wait.PollUntilContextTimeout(ctx, npdo.APIServerWaitInterval, npdo.APIServerWaitTimeout, true, func(ctx context.Context) (bool, error) {
+			if _, err := c.GetNode(ctx); err != nil {
+				klog.Errorf("Can't get node object: %v", err)
+				return false, nil
+			}
+			return true, nil
+		})
+		if err != nil {
+			klog.Warningf("kube-apiserver did not become ready: timed out on waiting for kube-apiserver to return the node object: %v", err)
+		}
+	}()
+	e.gate.open(ctx, clock.RealClock{}, ready, delay, func() { e.manager.Start(ctx) })
 	return e
 }
 

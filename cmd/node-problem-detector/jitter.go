@@ -52,9 +52,19 @@ type startGate struct {
 
 func newStartGate() *startGate { return &startGate{urgent: make(chan struct{})} }
 
-// open starts start after delay on clk, or when urgent is called.
-func (g *startGate) open(ctx context.Context, clk clock.Clock, delay time.Duration, start func()) {
+// open starts start once ready is closed and delay on clk has passed
+// after it, or at once when urgent is called: waiting for the apiserver
+// must hold up neither the detection nor a True condition.
+func (g *startGate) open(ctx context.Context, clk clock.Clock, ready <-chan struct{}, delay time.Duration, start func()) {
 	go func() {
+		select {
+		case <-ctx.Done():
+			return
+		case <-g.urgent:
+			start()
+			return
+		case <-ready:
+		}
 		select {
 		case <-ctx.Done():
 			return

@@ -44,8 +44,9 @@ func TestFleetSpread(t *testing.T) {
 	t.Logf("first writes per second of the 10 s window, of %d agents started together: %v; heartbeats %v to %v", nodes, perSecond, minBeat, maxBeat)
 }
 
-// TestStartGate: the manager starts after the node's delay while nothing
-// is wrong, and at once when a condition turns True before it.
+// TestStartGate: the manager starts after the node's delay, counted from
+// when the apiserver answered, while nothing is wrong; and at once when a
+// condition turns True before it, even while the apiserver is away.
 func TestStartGate(t *testing.T) {
 	t.Parallel()
 	for _, urgent := range []bool{false, true} {
@@ -56,14 +57,20 @@ func TestStartGate(t *testing.T) {
 			defer cancel()
 			var started atomic.Bool
 			done := make(chan struct{})
+			ready := make(chan struct{})
 			g := newStartGate()
-			g.open(ctx, clk, 7*time.Second, func() { started.Store(true); close(done) })
+			g.open(ctx, clk, ready, 7*time.Second, func() { started.Store(true); close(done) })
 			g.see(&types.Status{Conditions: []types.Condition{{Type: "PIDPressureRisk", Status: types.False}}})
 			if urgent {
 				g.see(&types.Status{Conditions: []types.Condition{{Type: "PIDPressureRisk", Status: types.True}}})
-				<-done // no clock step: True opens the gate
+				<-done // neither the apiserver nor a clock step: True opens the gate
 				return
 			}
+			clk.Step(time.Minute) // the apiserver is away: no delay runs yet
+			if started.Load() {
+				t.Fatal("started before the apiserver answered")
+			}
+			close(ready)
 			for !clk.HasWaiters() {
 				time.Sleep(time.Millisecond) // polling for the gate's timer
 			}

@@ -125,6 +125,52 @@ func gauge(body, typ, reason string) string {
 	return ""
 }
 
+// TestMonitorRunsWhileTheAPIServerIsAway: with the Kubernetes exporter on
+// and no apiserver answering, the monitor still starts at once: its
+// metrics show the condition and /healthz answers, long before NPD's
+// apiserver wait (5 minutes here) would end. Found on the real node: the
+// wait blocked both, and the liveness probe restarted the pod.
+func TestMonitorRunsWhileTheAPIServerIsAway(t *testing.T) {
+	host, err := filepath.Abs(filepath.Join("..", "..", "testdata", "hosts", "pidmax-97pct"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := filepath.Join(t.TempDir(), "pid-pressure-monitor.json")
+	if err := os.WriteFile(conf, []byte(`{"sampleInterval": "200ms", "hostRoot": "`+host+`",
+	"sources": {"journal": {"enabled": false}, "kmsg": {"enabled": false}, "pidsEvents": {"enabled": false}, "ebpf": {"mode": "off"}}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	away, own := freePort(t), freePort(t) // nothing listens on away
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd, errOut := command(ctx, "--config.pid-pressure-monitor="+conf,
+		"--apiserver-override=http://127.0.0.1:"+strconv.Itoa(away)+"?inClusterConfig=false", "--apiserver-wait-timeout=5m",
+		"--prometheus-port=0", "--port=0", "--metrics-address=127.0.0.1:"+strconv.Itoa(own))
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ownURL := "http://127.0.0.1:" + strconv.Itoa(own)
+	var body string
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) { // polling the endpoint
+		if _, body = fetch(ownURL + "/metrics"); strings.Contains(body, "pidpressure_condition_true 1") {
+			break
+		}
+	}
+	if !strings.Contains(body, "pidpressure_condition_true 1") {
+		t.Fatalf("the monitor did not run while the apiserver was away:\n%s\nstderr:\n%s", body, errOut)
+	}
+	if code, b := fetch(ownURL + "/healthz"); code != http.StatusOK || !strings.HasPrefix(b, "ok") {
+		t.Errorf("/healthz = %d %q while the apiserver is away", code, b)
+	}
+	if !strings.Contains(errOut.String(), "Can't get node object") {
+		t.Errorf("the apiserver wait did not run (or did not log):\n%s", errOut)
+	}
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("after SIGTERM: %v\n%s", err, errOut)
+	}
+}
+
 // TestBadConfigFailsAtStart: a broken monitor file stops the command at
 // start-up with one message naming the field.
 func TestBadConfigFailsAtStart(t *testing.T) {
