@@ -42,8 +42,8 @@ test: controlplane tools tracefs
 .PHONY: test-e2e
 # -p 1: the node VM runs under TCG, which a concurrent host fork storm of
 # the other package slows to a crawl.
-test-e2e: controlplane tools node-image node-bins tracefs
-	cd internal/e2e && KUBEBUILDER_ASSETS=$(CP_DIR) HELM=$(HELM) KUSTOMIZE=$(KUSTOMIZE) PROMTOOL=$(PROMTOOL) NODEVM_IMAGE=$(NODEVM_DIR) NODEVM_BINS=$(NODEBIN_DIR) PIDPRESSURE_REQUIRE_SUPPORTED=$(REQUIRE_SUPPORTED) $(GO) test -p 1 -count=1 -timeout 20m -v ./...
+test-e2e: controlplane controllers tools node-image node-bins tracefs
+	cd internal/e2e && KUBEBUILDER_ASSETS=$(CP_DIR) CONTROLLERS_BIN=$(CTRL_DIR) HELM=$(HELM) KUSTOMIZE=$(KUSTOMIZE) PROMTOOL=$(PROMTOOL) NODEVM_IMAGE=$(NODEVM_DIR) NODEVM_BINS=$(NODEBIN_DIR) PIDPRESSURE_REQUIRE_SUPPORTED=$(REQUIRE_SUPPORTED) $(GO) test -p 1 -count=1 -timeout 20m -v ./...
 
 ## demo: the incident end to end for a newcomer: a real kube-apiserver, a Node, the agent, a PID namespace exhausted for real, kubectl describe node; exits 1 if the condition did not appear (needs root)
 .PHONY: demo
@@ -198,6 +198,23 @@ $(CP_DIR)/kube-apiserver $(CP_DIR)/kubectl:
 $(CP_DIR)/etcd:
 	@mkdir -p $(CP_DIR)
 	flock $(CP_DIR)/.lock sh -c 'test -x $@ || { cd hack/controlplane/etcd && CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o $@.tmp go.etcd.io/etcd/server/v3 && mv $@.tmp $@; }'
+
+# The controllers the real-node tests run beside kube-apiserver, from their
+# own wrapper module (hack/controlplane/controllers): kube-controller-manager
+# (the DaemonSet controller, the kube-root-ca.crt publisher) and
+# kube-scheduler (which binds the DaemonSet's pods). Cached by version and
+# go.sum, apart from the control plane so that neither rebuilds the other.
+CTRL_HASH := $(shell { cat hack/controlplane/controllers/go.sum; echo '$(K8S_LDFLAGS)'; } | sha256sum | cut -c1-12)
+CTRL_DIR  := $(CACHE)/controllers/k8s-$(K8S_VERSION)-$(CTRL_HASH)
+
+## controllers: build (once, cached) kube-controller-manager and kube-scheduler for the real-node tests; prints their directory
+.PHONY: controllers
+controllers: $(CTRL_DIR)/kube-controller-manager $(CTRL_DIR)/kube-scheduler
+	@echo $(CTRL_DIR)
+
+$(CTRL_DIR)/kube-controller-manager $(CTRL_DIR)/kube-scheduler:
+	@mkdir -p $(CTRL_DIR)
+	flock $(CTRL_DIR)/.lock sh -c 'test -x $@ || { cd hack/controlplane/controllers && CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(K8S_LDFLAGS)" -o $@.tmp k8s.io/kubernetes/cmd/$(notdir $@) && mv $@.tmp $@; }'
 
 # The node's own binaries for the real-node VM, built from the module proxy
 # (hack/node): containerd 2.x with its runc shim and ctr (Kubernetes 1.36+

@@ -27,8 +27,10 @@ sec=$(uris | grep security | head -1 || true)
 
 # The guest's packages: a booting systemd node, what the tests run in it, and
 # what a Kubernetes node needs besides containerd 2.x and the kubelet, which
-# Debian does not ship (make node-bins builds them): runc and the CNI plugins.
-packages=systemd,systemd-sysv,dbus,udev,kmod,procps,util-linux,perl,linux-image-amd64,initramfs-tools,zstd,e2fsprogs,runc,containernetworking-plugins,iproute2
+# Debian does not ship (make node-bins builds them): runc, the CNI plugins and
+# nftables (the rules kube-proxy would write for the kubernetes Service, and
+# the pods' masquerade).
+packages=systemd,systemd-sysv,dbus,udev,kmod,procps,util-linux,perl,linux-image-amd64,initramfs-tools,zstd,e2fsprogs,runc,containernetworking-plugins,iproute2,nftables
 # The units that would only cost boot time (no logins: no logind) or, for
 # serial-getty, hang up the console that the harness reads. The root needs
 # no fsck (pass 0, so no wait for its device unit either), and /etc/.updated

@@ -78,6 +78,10 @@ type Options struct {
 	// Stop, when it is closed, puts the file "stop" in the share, for a
 	// guest script that runs until told to (it polls /mnt/host/stop).
 	Stop <-chan struct{}
+	// Share, if set, is an existing empty directory to use as the share,
+	// which the caller creates, writes into while the guest runs (commands
+	// for a guest that serves them) and removes.
+	Share string
 }
 
 // GuestAddr is where the guest reaches a forwarded port: an address that
@@ -130,11 +134,15 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 			return Result{}, fmt.Errorf("forwarding ports to the guest needs socat (make nodevm-tools installs it): %w", err)
 		}
 	}
-	share, err := os.MkdirTemp(opts.TempDir, "pidpressure-nodevm-")
-	if err != nil {
-		return Result{}, fmt.Errorf("creating the share: %w", err)
+	share := opts.Share
+	if share == "" {
+		dir, err := os.MkdirTemp(opts.TempDir, "pidpressure-nodevm-")
+		if err != nil {
+			return Result{}, fmt.Errorf("creating the share: %w", err)
+		}
+		defer func() { _ = os.RemoveAll(dir) }()
+		share = dir
 	}
-	defer func() { _ = os.RemoveAll(share) }()
 	if err := writeShare(share, opts.Script, opts.Files); err != nil {
 		return Result{}, err
 	}

@@ -94,11 +94,18 @@ func Start(bin string) (*Cluster, error) {
 	// keeps the serving certificate and the client CA across a restart, so
 	// that kubeconfigs stay valid through an apiserver outage.
 	api := &envtest.APIServer{CertDir: certs, StartTimeout: 60 * time.Second, StopTimeout: 30 * time.Second}
+	if api.SecureServing.CA, err = writeCerts(certs); err != nil {
+		_ = os.RemoveAll(dir)
+		return nil, fmt.Errorf("the apiserver's certificates: %w", err)
+	}
 	// On loopback, with no endpoint reconciler (the advertise address
 	// alone is rejected).
+	// The ServiceAccount admission plugin, which envtest disables, is on:
+	// the real node's pods mount their service account's token from it.
 	api.Configure().
 		Set("advertise-address", "127.0.0.1").
-		Set("endpoint-reconciler-type", "none")
+		Set("endpoint-reconciler-type", "none").
+		Disable("disable-admission-plugins")
 	env := &envtest.Environment{
 		BinaryAssetsDirectory: bin,
 		ControlPlane: envtest.ControlPlane{

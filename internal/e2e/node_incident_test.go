@@ -1,0 +1,297 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// workloadPod is a pod of the workload image running args, on the node.
+func workloadPod(name string, args ...string) *corev1.Pod {
+	grace := int64(1)
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"},
+		Spec: corev1.PodSpec{
+			NodeName:                      vmNode,
+			TerminationGracePeriodSeconds: &grace,
+			RestartPolicy:                 corev1.RestartPolicyNever,
+			Containers: []corev1.Container{{
+				Name: "workload", Image: workloadImage, ImagePullPolicy: corev1.PullNever, Args: args,
+			}},
+		},
+	}
+}
+
+// runPods creates the pods and waits until all run.
+func runPods(t *testing.T, pods ...*corev1.Pod) {
+	t.Helper()
+	ctx := context.Background()
+	for _, p := range pods {
+		if _, err := cluster.Client.CoreV1().Pods(p.Namespace).Create(ctx, p, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, 3*time.Minute, "the workload pods running", func() (bool, string) {
+		for _, p := range pods {
+			got, err := cluster.Client.CoreV1().Pods(p.Namespace).Get(ctx, p.Name, metav1.GetOptions{})
+			if err != nil || got.Status.Phase != corev1.PodRunning {
+				return false, fmt.Sprintf("%s: %v %v", p.Name, err, got.Status.Phase)
+			}
+		}
+		return true, ""
+	})
+}
+
+// deletePods deletes the pods and waits until they are gone.
+func deletePods(t *testing.T, names ...string) {
+	t.Helper()
+	ctx := context.Background()
+	for _, n := range names {
+		_ = cluster.Client.CoreV1().Pods("default").Delete(ctx, n, metav1.DeleteOptions{})
+	}
+	eventually(t, 3*time.Minute, "the workload pods gone", func() (bool, string) {
+		for _, n := range names {
+			if _, err := cluster.Client.CoreV1().Pods("default").Get(ctx, n, metav1.GetOptions{}); err == nil {
+				return false, n + " still there"
+			}
+		}
+		return true, ""
+	})
+}
+
+// grepLines are the lines of text that start with one of the prefixes.
+func grepLines(text string, prefixes ...string) string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		for _, p := range prefixes {
+			if strings.HasPrefix(l, p) {
+				out = append(out, l)
+				break
+			}
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// nodeEvents are the Events about the node with reason.
+func nodeEvents(t *testing.T, reason string) []corev1.Event {
+	t.Helper()
+	evs, err := cluster.Events(context.Background(), vmNode)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []corev1.Event
+	for _, e := range evs {
+		if e.Reason == reason {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// agentMetrics is the agent's own /metrics, fetched inside the node from
+// the pod's address (bash's /dev/tcp: the pod network is the node's own).
+func (n *realNode) agentMetrics(t *testing.T) string {
+	t.Helper()
+	pod := agentPod(t, n)
+	return n.exec(t, time.Minute, `exec 3<>/dev/tcp/`+pod.Status.PodIP+`/20258 && printf 'GET /metrics HTTP/1.0\r\n\r\n' >&3 && cat <&3`)
+}
+
+// scenarioPodLimit: a pod that fork-bombs at its podPidsLimit yields
+// PodPIDsLimitReached naming it as namespace/name, the node's condition
+// stays False, no Event names a cgroup above the pod (the kernel counts a
+// refusal in every ancestor's pids.events), and the metrics carry the
+// pod's refusals with its namespace and name.
+func scenarioPodLimit(t *testing.T, n *realNode) {
+	runPods(t, workloadPod("forker", "fork"))
+	defer deletePods(t, "forker")
+	eventually(t, 2*time.Minute, "PodPIDsLimitReached naming default/forker", func() (bool, string) {
+		evs := nodeEvents(t, "PodPIDsLimitReached")
+		for _, e := range evs {
+			if strings.Contains(e.Message, "default/forker") {
+				t.Logf("Event %s: %s", e.Reason, e.Message)
+				return true, ""
+			}
+		}
+		return false, fmt.Sprintf("%d PodPIDsLimitReached Events, none naming default/forker: %v", len(evs), evs)
+	})
+	var metric string
+	eventually(t, time.Minute, "the pod's refusals in the metrics", func() (bool, string) {
+		body := n.agentMetrics(t)
+		for _, l := range strings.Split(body, "\n") {
+			if strings.HasPrefix(l, "pidpressure_cgroup_pids_max_events_total{") && strings.Contains(l, `namespace="default"`) && strings.Contains(l, `pod="forker"`) && !strings.HasSuffix(l, " 0") {
+				metric = l
+				return true, ""
+			}
+		}
+		return false, "no pidpressure_cgroup_pids_max_events_total for default/forker above 0"
+	})
+	t.Logf("metric: %s", metric)
+	evs, err := cluster.Events(context.Background(), vmNode)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range evs {
+		if strings.Contains(e.Message, "kubepods.slice ") || strings.Contains(e.Message, "kubepods-besteffort.slice ") || strings.Contains(e.Message, "kubepods-burstable.slice ") {
+			t.Errorf("an Event names a cgroup above the pod: %s %q", e.Reason, e.Message)
+		}
+	}
+	if cond, ok, err := cluster.Condition(context.Background(), vmNode); err != nil || !ok || cond.Status != corev1.ConditionFalse {
+		t.Errorf("a pod at its own limit turned the node's condition: %+v %v %v", cond, ok, err)
+	}
+}
+
+// incidentScript is the incident inside the node. It runs before the node
+// is exhausted and forks nothing once it is: it lowers kernel.pid_max so
+// that 400 PIDs are left free (after a wrap the kernel hands out PIDs from
+// 300 up, so the new pid_max is 300 plus the PIDs in use above 300 below
+// it plus 400: a little above the running task count; the write is
+// checked), starts a
+// shell unit that forks when told (its "fork: retry" goes to the journal),
+// tells the threads pods to go (the trigger in the share, which they
+// mount), then waits for the host's release, restores pid_max and prints
+// what the node's own programs said.
+const incidentScript = `
+set -u
+nap() { read -r -t "$1" <>/run/nap.fifo; true; }
+read -r _ _ _ rt _ </proc/loadavg
+tasks=${rt#*/}
+old=$(cat /proc/sys/kernel/pid_max)
+systemd-run --quiet --unit=fork-retry.service bash -c 'while :; do read -r w </mnt/host/scenario/trigger; [ "$w" = go ] && /bin/true; [ "$w" = stop ] && exit 0; read -r -t 0.2 <>/run/nap.fifo; done'
+new=$(ls /proc/*/task | grep -xE '[0-9]+' | sort -n | awk 'BEGIN { free = 0; want = 300 } $1 >= 300 { while (want < $1 && free < 400) { want++; free++ } if (free >= 400) exit; if ($1 == want) want++ } END { while (free < 400) { want++; free++ } print want }')
+echo "$new" >/proc/sys/kernel/pid_max
+read -r got </proc/sys/kernel/pid_max
+[ "$got" = "$new" ] || { echo "pid_max is $got, not $new: not exhausting"; exit 1; }
+echo go >/mnt/host/scenario/trigger
+echo "tasks=$tasks pid_max=$new old_pid_max=$old" >/mnt/host/scenario/armed
+for _ in $(seq 1 1500); do [ -e /mnt/host/scenario/release ] && break; nap 0.2; done
+echo stop >/mnt/host/scenario/trigger
+echo "$old" >/proc/sys/kernel/pid_max
+echo "tasks=$tasks pid_max=$new old_pid_max=$old"
+nap 2
+echo "--- the node's journal"
+journalctl --no-pager -o short-precise --since=-10min | grep -E 'fork: retry|failed to create new OS thread|newosproc|pthread_create|Resource temporarily unavailable' | head -40
+echo "--- the threads pods"
+grep -h -m3 -E 'first_failure|pthread_create failed' /var/log/pods/default_threads-*/workload/0.log
+`
+
+// scenarioIncident: the reason this project exists, on the real node.
+func scenarioIncident(t *testing.T, n *realNode) {
+	ctx := context.Background()
+	dir := filepath.Join(n.share, "scenario")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "trigger"), []byte("wait\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	threads := func(name string) *corev1.Pod {
+		p := workloadPod(name, "threads", "/scenario/trigger")
+		p.Spec.Volumes = []corev1.Volume{{Name: "scenario", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: "/mnt/host/scenario"}}}}
+		p.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: "scenario", MountPath: "/scenario"}}
+		return p
+	}
+	runPods(t, threads("threads-a"), threads("threads-b"))
+	released := false
+	release := func() {
+		if !released {
+			released = true
+			_ = os.WriteFile(filepath.Join(dir, "release"), nil, 0o644)
+		}
+	}
+	type result struct {
+		out string
+		rc  int
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		out, rc, err := n.run(8*time.Minute, incidentScript)
+		done <- result{out, rc, err}
+	}()
+	defer func() {
+		release()
+		r := <-done
+		t.Logf("the node during the incident:\n%s", r.out)
+		if r.err != nil || r.rc != 0 {
+			t.Errorf("the incident script: %v, exit %d", r.err, r.rc)
+		}
+		deletePods(t, "threads-a", "threads-b")
+	}()
+	eventually(t, 3*time.Minute, "the node armed", func() (bool, string) {
+		_, err := os.Stat(filepath.Join(dir, "armed"))
+		return err == nil, fmt.Sprint(err)
+	})
+	armed, _ := os.ReadFile(filepath.Join(dir, "armed"))
+	t.Logf("armed: %s", armed)
+	pidMax := regexp.MustCompile(`pid_max=(\d+)`).FindStringSubmatch(string(armed))
+	if pidMax == nil {
+		t.Fatalf("the node did not say its pid_max: %q", armed)
+	}
+	cond, err := cluster.WaitCondition(ctx, vmNode, 3*time.Minute, corev1.ConditionTrue)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// True with PIDHeadroomLow comes first (the tasks are above the new
+	// pid_max's 85 %); PIDExhausted follows the first failure.
+	exhausted := false
+	for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline) && !exhausted; time.Sleep(200 * time.Millisecond) { // polling the apiserver
+		if c, _, err := cluster.Condition(ctx, vmNode); err == nil {
+			cond, exhausted = c, c.Reason == "PIDExhausted"
+		}
+	}
+	if !exhausted {
+		release()
+		t.Fatalf("no PIDExhausted within 2 minutes: %s %s %q\n%s\n%s", cond.Status, cond.Reason, cond.Message, n.agentLog(t), grepLines(n.agentMetrics(t), "pidpressure_matches_total", "pidpressure_source"))
+	}
+	describe, err := cluster.Kubectl(ctx, cluster.Admin, "describe", "node", vmNode)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("kubectl describe node %s during the incident:\n%s", vmNode, section(describe, "Conditions:"))
+	for _, want := range []string{"kernel.pid_max", pidMax[1], "default/threads-"} {
+		if !strings.Contains(cond.Message, want) {
+			t.Errorf("the condition's message lacks %q: %s", want, cond.Message)
+		}
+	}
+	release()
+	r := <-done
+	done <- r
+	first := regexp.MustCompile(`first_failure=(\d+\.\d+)`).FindAllStringSubmatch(r.out, -1)
+	if len(first) == 0 {
+		t.Errorf("no threads pod saw pthread_create fail:\n%s", r.out)
+	} else {
+		earliest := 0.0
+		for _, m := range first {
+			if v, err := strconv.ParseFloat(m[1], 64); err == nil && (earliest == 0 || v < earliest) {
+				earliest = v
+			}
+		}
+		transition := cond.LastTransitionTime.Time
+		if c, _, err := cluster.Condition(ctx, vmNode); err == nil {
+			transition = c.LastTransitionTime.Time
+		}
+		t.Logf("first pthread_create failure %.3f, condition True at %s", earliest, transition.Format(time.RFC3339))
+	}
+	if !strings.Contains(r.out, "fork: retry") {
+		t.Errorf("the node's journal has no shell's fork: retry:\n%s", r.out)
+	}
+
+	// Afterwards: the pods go and the condition clears after its
+	// hysteresis (30 s here).
+	deletePods(t, "threads-a", "threads-b")
+	if c, err := cluster.WaitCondition(ctx, vmNode, 4*time.Minute, corev1.ConditionFalse); err != nil {
+		t.Errorf("the condition did not clear after the incident: %v", err)
+	} else {
+		t.Logf("cleared: %s %s", c.Reason, c.Message)
+	}
+}
