@@ -130,13 +130,19 @@ func (d *Detector) refusalFailure(r Report) (verdict.Failure, bool) {
 	return d.cgroupRefusal(t.Hierarchy, t.Path, r.Event.Rejected)
 }
 
-// cgroupRefusal is a failure of n forks refused by the pids.max of the
-// cgroup at path p of h; it remembers the processes that were in it.
+// cgroupRefusal is a failure of n forks whose refusal the kernel counted
+// at the cgroup at path p of h: refused by p's pids.max, or, where the
+// kernel counts at the forking cgroup, by an ancestor's
+// (headroom.RefusingCgroup). It remembers the processes that were in the
+// refusing cgroup.
 func (d *Detector) cgroupRefusal(h headroom.Hierarchy, p string, n uint64) (verdict.Failure, bool) {
-	c, err := headroom.DescribeCgroup(d.cfg.Sources.Root, h, p)
+	counted, err := headroom.DescribeCgroup(d.cfg.Sources.Root, h, p)
 	if err != nil {
 		return verdict.Failure{}, false
 	}
+	rejected := d.refusedSince(counted)
+	c := headroom.RefusingCgroup(d.cfg.Sources.Root, h, counted)
+	p = c.Path
 	now := d.clock.Now()
 	// In a storm a cgroup reports refusals many times a second: its
 	// processes are listed again at most every freshSample.
@@ -152,7 +158,7 @@ func (d *Detector) cgroupRefusal(h headroom.Hierarchy, p string, n uint64) (verd
 		}
 		d.listed[key] = now
 	}
-	c.Rejected = d.refusedSince(c)
+	c.Rejected = rejected
 	a := headroom.Attribution{Layer: headroom.LayerCgroup, Limit: "pids.max", Used: c.Current, Max: c.Max.Value, Cgroup: &c, Node: d.peakAround(now),
 		Reason: fmt.Sprintf("the kernel refused %d forks in cgroup %s (pids.max %s)", n, c.Path, c.Max)}
 	return verdict.Failure{Class: signature.ClassProcess, Trust: logline.TrustKernel, Attribution: a}, true

@@ -35,8 +35,8 @@ type Cgroup struct {
 	Current uint64 `json:"current"`
 	// Max is pids.max; null (unlimited) is "max".
 	Max Limit `json:"max"`
-	// Rejected is the "max" count of pids.events: forks refused because this
-	// cgroup (v1, and v2 before Linux 6.2: or a descendant) was at its limit.
+	// Rejected is the "max" count of refused forks the kernel keeps for the
+	// cgroup (see ReadRejected for what it counts on which kernel).
 	Rejected uint64 `json:"rejected"`
 	// Peak is pids.peak where the kernel has it.
 	Peak *uint64 `json:"peak,omitempty"`
@@ -152,9 +152,10 @@ func ReadCgroup(h Hierarchy, p string) (Cgroup, error) {
 	if c.Max, err = parseLimit(b); err != nil {
 		return Cgroup{}, fmt.Errorf("%s: %w", filepath.Join(dir, "pids.max"), err)
 	}
-	if b, err := hostfs.ReadSmall(filepath.Join(dir, "pids.events")); err == nil {
+	events, _ := eventsFile(h, dir)
+	if b, err := hostfs.ReadSmall(events); err == nil {
 		if c.Rejected, err = parseEvents(b); err != nil {
-			return Cgroup{}, fmt.Errorf("%s: %w", filepath.Join(dir, "pids.events"), err)
+			return Cgroup{}, fmt.Errorf("%s: %w", events, err)
 		}
 	}
 	if peak, err := hostfs.ReadUint(filepath.Join(dir, "pids.peak")); err == nil {
@@ -171,10 +172,21 @@ func (c *Cgroup) derive() {
 	c.AtLimit = !c.Max.Unlimited && c.Current >= c.Max.Value
 }
 
-// ReadRejected returns the "max" counter of a cgroup's pids.events: one
-// small read, for watchers.
+// ReadRejected returns a cgroup's count of refused forks: one small read,
+// for watchers. What the kernel counts where (kernel/cgroup/pids.c, checked
+// on Linux 6.12):
+//
+//   - cgroup v2 with pids.events.local (Linux 6.12 on): its "max" counts
+//     the forks refused by this cgroup's own pids.max, and only here; that
+//     is what is read. pids.events "max" counts them in that cgroup and
+//     again in every ancestor (so kubepods.slice would count every pod's
+//     refusals), unless the hierarchy is mounted with pids_localevents.
+//   - cgroup v1, and v2 before pids.events.local: pids.events "max" counts
+//     in the cgroup of the task that forked, whichever cgroup's limit was
+//     hit: a container's counter rises when its pod's limit refuses. See
+//     RefusingCgroup.
 func ReadRejected(h Hierarchy, p string) (uint64, error) {
-	file := filepath.Join(h.Dir, filepath.FromSlash(path.Clean("/"+p)), "pids.events")
+	file, _ := eventsFile(h, filepath.Join(h.Dir, filepath.FromSlash(path.Clean("/"+p))))
 	b, err := hostfs.ReadSmall(file)
 	if err != nil {
 		return 0, err
@@ -185,6 +197,50 @@ func ReadRejected(h Hierarchy, p string) (uint64, error) {
 		return 0, fmt.Errorf("%s: no max counter in %q", file, clip(string(b)))
 	}
 	return parseEvents(b)
+}
+
+// eventsFile is the file with the cgroup's own refusals, and whether the
+// kernel counts them at the limit that refused (true) or at the forking
+// task's cgroup (false).
+func eventsFile(h Hierarchy, dir string) (string, bool) {
+	if h.Version == 2 {
+		local := filepath.Join(dir, "pids.events.local")
+		if _, err := os.Stat(local); err == nil {
+			return local, true
+		}
+	}
+	return filepath.Join(dir, "pids.events"), false
+}
+
+// RefusingCgroup describes the cgroup whose pids.max refused the forks
+// counted at c (as DescribeCgroup gave it). Where the kernel counts at the
+// limit (pids.events.local), that is c. Where it counts at the forking
+// task's cgroup (v1, older v2), it is c or an ancestor: the nearest at its
+// limit, else the nearest with a finite limit when c has none, else c.
+// Rejected is c's count either way.
+func RefusingCgroup(root hostfs.Root, h Hierarchy, c Cgroup) Cgroup {
+	p := path.Clean("/" + c.Path)
+	if _, atLimit := eventsFile(h, filepath.Join(h.Dir, filepath.FromSlash(p))); atLimit || c.AtLimit {
+		return c
+	}
+	var nearest *Cgroup
+	for q := path.Dir(p); q != "/"; q = path.Dir(q) {
+		a, err := DescribeCgroup(root, h, q)
+		if err != nil {
+			break
+		}
+		a.Rejected = c.Rejected
+		if a.AtLimit {
+			return a
+		}
+		if nearest == nil && !a.Max.Unlimited {
+			nearest = &a
+		}
+	}
+	if nearest != nil && c.Max.Unlimited {
+		return *nearest
+	}
+	return c
 }
 
 // parseEvents returns the "max" counter of pids.events.
