@@ -92,11 +92,23 @@ func (d *Detector) lineFailure(r Report) verdict.Failure {
 			a.Reason = fmt.Sprintf("cgroup %s refused forks at pids.max %s while pid %d was in it", cg.Path, cg.Max, o.PID)
 		}
 	}
+	if late := now.Sub(l.Time); a.Layer == headroom.LayerNone && late > lateLine {
+		// Read long after it was logged (the agent was not running, or
+		// caught up with a backlog): the limits now say nothing of then,
+		// and the cgroup that refused may be gone. Found on the real node
+		// when the agent's pod was replaced.
+		a.Reason = fmt.Sprintf("logged %s before it was read (the agent was not running), so the limit that refused it cannot be checked now; node tasks %d of %d usable now",
+			late.Round(time.Second), node.Tasks, node.Limit)
+	}
 	if a.Cgroup != nil {
 		a.Cgroup.Rejected = d.refusedSince(*a.Cgroup)
 	}
 	return verdict.Failure{Class: h.Class, Signature: h.Signature, Trust: h.Trust, Who: Who(l), Attribution: a}
 }
+
+// lateLine is how long after it was logged a line must be read for the
+// limits at hand to say nothing of the failure.
+const lateLine = 5 * time.Second
 
 // attribute attributes a failure from o against node n. A storm repeats
 // one origin thousands of times a second: an attribution of the same origin
