@@ -27,6 +27,8 @@ func TestNode(t *testing.T) {
 		return
 	}
 	t.Run("PodAtItsLimit", func(t *testing.T) { scenarioPodLimit(t, n) })
+	t.Run("UnitAtItsTasksMax", func(t *testing.T) { scenarioTasksMax(t, n) })
+	t.Run("Restart", func(t *testing.T) { scenarioRestart(t, n) })
 	t.Run("Incident", func(t *testing.T) { scenarioIncident(t, n) })
 }
 

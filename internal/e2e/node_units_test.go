@@ -1,0 +1,158 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// scenarioTasksMax: containerd.service at a TasksMax just above its
+// tasks. A new pod's container cannot start (containerd cannot fork its
+// shim or create a thread); UnitTasksMaxReached names containerd.service,
+// and the condition turns True PIDExhausted. Then TasksMax goes back to
+// infinity, the pod goes and the condition clears.
+func scenarioTasksMax(t *testing.T, n *realNode) {
+	ctx := context.Background()
+	out := n.exec(t, time.Minute, `read -r cur </sys/fs/cgroup/system.slice/containerd.service/pids.current
+systemctl set-property --runtime containerd.service TasksMax=$((cur + 1))
+echo "tasks=$cur max=$(cat /sys/fs/cgroup/system.slice/containerd.service/pids.max)"`)
+	t.Logf("containerd.service: %s", strings.TrimSpace(out))
+	defer func() {
+		n.exec(t, time.Minute, `systemctl set-property --runtime containerd.service TasksMax=infinity; systemctl is-active containerd.service || systemctl restart containerd.service; true`)
+		deletePods(t, "blocked")
+		if c, err := cluster.WaitCondition(ctx, vmNode, 4*time.Minute, corev1.ConditionFalse); err != nil {
+			t.Errorf("the condition did not clear once TasksMax was raised: %v", err)
+		} else {
+			t.Logf("cleared: %s %s", c.Reason, c.Message)
+		}
+	}()
+	if _, err := cluster.Client.CoreV1().Pods("default").Create(ctx, workloadPod("blocked", "sleep"), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 3*time.Minute, "UnitTasksMaxReached naming containerd.service", func() (bool, string) {
+		for _, e := range nodeEvents(t, "UnitTasksMaxReached") {
+			if strings.HasPrefix(e.Message, "containerd.service ") {
+				t.Logf("Event %s: %s", e.Reason, e.Message)
+				return true, ""
+			}
+		}
+		return false, "none yet"
+	})
+	eventually(t, time.Minute, "True PIDExhausted", func() (bool, string) {
+		c, _, err := cluster.Condition(ctx, vmNode)
+		if err == nil && c.Status == corev1.ConditionTrue && c.Reason == "PIDExhausted" && strings.Contains(c.Message, "containerd.service") {
+			t.Logf("condition: %s %s: %s", c.Status, c.Reason, c.Message)
+			return true, ""
+		}
+		return false, fmt.Sprintf("%s %s %q %v", c.Status, c.Reason, c.Message, err)
+	})
+	if p, err := cluster.Client.CoreV1().Pods("default").Get(ctx, "blocked", metav1.GetOptions{}); err == nil && p.Status.Phase == corev1.PodRunning {
+		t.Errorf("the pod started although containerd.service was at its TasksMax")
+	}
+}
+
+// agentComponent is the source of the agent's Events.
+const agentComponent = "pid-pressure-monitor"
+
+// scenarioRestart: the agent's pod is deleted. A failure that happens
+// while no agent runs is reported by the next one (it resumes the journal
+// where the last one stopped, from its state file), and nothing reported
+// before is reported again.
+func scenarioRestart(t *testing.T, n *realNode) {
+	ctx := context.Background()
+	old := agentPod(t, n)
+	before := map[string]int32{}
+	evs, err := cluster.Events(ctx, vmNode)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range evs {
+		if e.Source.Component == agentComponent {
+			before[e.Name] = e.Count
+		}
+	}
+	if err := cluster.Client.CoreV1().Pods("pidpressure").Delete(ctx, old.Name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// Once the old agent has exited and before the next one runs: a unit
+	// that cannot fork (TasksMax=1), whose bash says so in the journal.
+	out := n.exec(t, 3*time.Minute, `nap() { read -r -t "$1" <>/run/nap.fifo; true; }
+for _ in $(seq 1 600); do pgrep -f '^/node-problem-detector' >/dev/null || break; nap 0.2; done
+pgrep -f '^/node-problem-detector' && { echo "the old agent still runs"; exit 1; }
+systemd-run --quiet --unit=restart-probe.service -p TasksMax=1 bash -c '/bin/true; exit 0'
+echo "probe started $(date +%s.%N); agent running: $(pgrep -f '^/node-problem-detector' || echo none)"`)
+	t.Logf("while no agent ran: %s", strings.TrimSpace(out))
+	if !strings.Contains(out, "agent running: none") {
+		t.Fatalf("the next agent was already running when the failure happened: %s", out)
+	}
+	next := agentPod(t, n)
+	if next.Name == old.Name {
+		t.Fatalf("the agent's pod was not replaced")
+	}
+	eventually(t, 2*time.Minute, "the failure while no agent ran, reported by the next", func() (bool, string) {
+		evs, err := cluster.Events(ctx, vmNode)
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, e := range evs {
+			if strings.Contains(e.Message, "restart-probe.service") {
+				t.Logf("Event %s: %s", e.Reason, e.Message)
+				// Read after the fact, the failure is not judged by the
+				// limits of now (the unit and its TasksMax are gone).
+				if strings.Contains(e.Message, "not explained by a PID limit") {
+					t.Errorf("a failure read after the fact is judged by the limits of now: %s", e.Message)
+				}
+				return true, ""
+			}
+		}
+		return false, "no Event names restart-probe.service"
+	})
+	// What was reported before stays reported once: no Event counted up,
+	// and no new one other than the probe's.
+	evs, err = cluster.Events(ctx, vmNode)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range evs {
+		if e.Source.Component != agentComponent {
+			continue // the kubelet's own
+		}
+		c, seen := before[e.Name]
+		switch {
+		case !seen && !strings.Contains(e.Message, "restart-probe.service") && !strings.Contains(e.Message, "before it was read"):
+			t.Errorf("after the restart, a new Event not about the probe: %s %q", e.Reason, e.Message)
+		case seen && e.Count != c:
+			t.Errorf("after the restart, Event %s %q counted %d → %d", e.Reason, e.Message, c, e.Count)
+		}
+	}
+	if cs := next.Status.ContainerStatuses; len(cs) == 1 && cs[0].RestartCount != 0 {
+		t.Errorf("the new agent's container restarted %d times", cs[0].RestartCount)
+	}
+}
+
+// clockOffset is the guest's clock minus this machine's, and the bound of
+// its error (half the best round trip of three).
+func (n *realNode) clockOffset(t *testing.T) (offset, bound time.Duration) {
+	t.Helper()
+	bound = time.Hour
+	for range 3 {
+		t0 := time.Now()
+		out := n.exec(t, time.Minute, "date +%s.%N")
+		t1 := time.Now()
+		f, err := strconv.ParseFloat(strings.TrimSpace(out), 64)
+		if err != nil {
+			t.Fatalf("the guest's clock: %q: %v", out, err)
+		}
+		guest := time.Unix(0, int64(f*1e9))
+		if half := t1.Sub(t0) / 2; half < bound {
+			offset, bound = guest.Sub(t0.Add(half)), half
+		}
+	}
+	return offset, bound
+}
