@@ -28,6 +28,7 @@ func TestNode(t *testing.T) {
 	}
 	t.Run("PodAtItsLimit", func(t *testing.T) { scenarioPodLimit(t, n) })
 	t.Run("UnitAtItsTasksMax", func(t *testing.T) { scenarioTasksMax(t, n) })
+	t.Run("Zombies", func(t *testing.T) { scenarioZombies(t, n) })
 	t.Run("Restart", func(t *testing.T) { scenarioRestart(t, n) })
 	t.Run("Incident", func(t *testing.T) { scenarioIncident(t, n) })
 }

@@ -156,3 +156,30 @@ func (n *realNode) clockOffset(t *testing.T) (offset, bound time.Duration) {
 	}
 	return offset, bound
 }
+
+// scenarioZombies: a pod whose exec probe leaves orphans behind, which
+// its container's init never reaps, as many real incidents do. The agent's
+// census, taken while it runs (every minute), names the parent and its pod
+// in ZombieProcessesAccumulating.
+func scenarioZombies(t *testing.T, n *realNode) {
+	p := workloadPod("zombies", "sleep")
+	p.Spec.Containers[0].ReadinessProbe = &corev1.Probe{
+		ProbeHandler:  corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: []string{"/workload", "probe", "10"}}},
+		PeriodSeconds: 1, TimeoutSeconds: 10,
+	}
+	runPods(t, p)
+	defer deletePods(t, "zombies")
+	eventually(t, 4*time.Minute, "ZombieProcessesAccumulating naming the pod", func() (bool, string) {
+		for _, e := range nodeEvents(t, "ZombieProcessesAccumulating") {
+			if strings.Contains(e.Message, "pod default/zombies") {
+				t.Logf("Event %s: %s", e.Reason, e.Message)
+				if !strings.HasPrefix(e.Message, "workload (pid ") {
+					t.Errorf("the Event does not name the parent: %s", e.Message)
+				}
+				return true, ""
+			}
+		}
+		out, _, _ := n.run(time.Minute, `ps -eo stat,ppid,comm | awk '$1 ~ /^Z/ {z[$2]++} END {for (p in z) print p, z[p]}'`)
+		return false, "zombies by parent: " + strings.TrimSpace(out)
+	})
+}

@@ -11,9 +11,9 @@
  *                              and keeps trying every 200 ms
  *   workload sleep             waits and never reaps its children: the
  *                              container's init, where orphans become zombies
- *   workload probe             an exec probe that leaves one orphan behind,
- *                              which exits at once and, never reaped by the
- *                              container's init, stays a zombie
+ *   workload probe [N]         an exec probe that leaves N orphans (1) behind,
+ *                              which exit at once and, never reaped by the
+ *                              container's init, stay zombies
  */
 #include <errno.h>
 #include <pthread.h>
@@ -116,22 +116,24 @@ static void forks(void) {
 	}
 }
 
-static int probe(void) {
-	pid_t child = fork();
-	if (child < 0) {
-		perror("fork");
-		return 1;
-	}
-	if (child == 0) {
-		/* The grandchild outlives its parent by a moment, then exits as
-		 * an orphan of the container's init. */
-		if (fork() == 0) {
-			nap(20);
+static int probe(int n) {
+	for (int i = 0; i < n; i++) {
+		pid_t child = fork();
+		if (child < 0) {
+			perror("fork");
+			return 1;
+		}
+		if (child == 0) {
+			/* The grandchild outlives its parent by a moment, then exits
+			 * as an orphan of the container's init. */
+			if (fork() == 0) {
+				nap(20);
+				_exit(0);
+			}
 			_exit(0);
 		}
-		_exit(0);
+		waitpid(child, NULL, 0);
 	}
-	waitpid(child, NULL, 0);
 	return 0;
 }
 
@@ -149,7 +151,7 @@ int main(int argc, char **argv) {
 	if (strcmp(mode, "fork") == 0)
 		forks();
 	if (strcmp(mode, "probe") == 0)
-		return probe();
-	fprintf(stderr, "usage: workload pause|sleep|threads TRIGGER|fork|probe\n");
+		return probe(argc > 2 ? atoi(argv[2]) : 1);
+	fprintf(stderr, "usage: workload pause|sleep|threads TRIGGER|fork|probe [N]\n");
 	return 2;
 }
