@@ -254,7 +254,7 @@ func scenarioIncident(t *testing.T, n *realNode) {
 	}
 	if !exhausted {
 		release()
-		t.Fatalf("no PIDExhausted within 2 minutes: %s %s %q\n%s\n%s", cond.Status, cond.Reason, cond.Message, n.agentLog(t), grepLines(n.agentMetrics(t), "pidpressure_matches_total", "pidpressure_source"))
+		t.Fatalf("no PIDExhausted within 2 minutes: %s %s %q\n%s\n%s", cond.Status, cond.Reason, cond.Message, n.agentLog(), grepLines(n.agentMetrics(t), "pidpressure_matches_total", "pidpressure_source"))
 	}
 	describe, err := cluster.Kubectl(ctx, cluster.Admin, "describe", "node", vmNode)
 	if err != nil {

@@ -82,7 +82,7 @@ echo "images=$(ctr -n k8s.io images ls -q | tr '\n' ' ')"`)
 	cond, err := cluster.WaitCondition(ctx, vmNode, 2*time.Minute, corev1.ConditionFalse)
 	if err != nil {
 		dbg, _, _ := n.run(time.Minute, `nft list ruleset; ip route; ip addr; sysctl net.ipv4.ip_forward net.ipv4.conf.all.rp_filter; pid=$(pgrep -f node-problem-detector | head -1); nsenter -t $pid -n ip route; nsenter -t $pid -n bash -c 'exec 3<>/dev/tcp/10.0.0.1/443 && echo pod-connect-ok'; bash -c 'exec 3<>/dev/tcp/10.0.0.1/443 && echo node-connect-ok'; nft list ruleset | grep counter`)
-		t.Fatalf("%v\n%s\n%s", err, n.agentLog(t), dbg)
+		t.Fatalf("%v\n%s\n%s", err, n.agentLog(), dbg)
 	}
 	if cond.Reason != "PIDHeadroomSufficient" {
 		t.Errorf("condition %s %s %q, want False PIDHeadroomSufficient", cond.Status, cond.Reason, cond.Message)
@@ -144,7 +144,7 @@ func agentPod(t *testing.T, n *realNode) corev1.Pod {
 	defer func() {
 		if t.Failed() {
 			out, _ := cluster.Kubectl(context.Background(), cluster.Admin, "describe", "pods", "-n", "pidpressure")
-			t.Logf("kubectl describe pods -n pidpressure:\n%s\n%s", out, n.journal(t, "kubelet.service", "containerd.service"))
+			t.Logf("kubectl describe pods -n pidpressure:\n%s\n%s", out, n.journal("kubelet.service", "containerd.service"))
 		}
 	}()
 	eventually(t, 4*time.Minute, "the agent's pod Ready", func() (bool, string) {
@@ -176,7 +176,7 @@ func podReady(p corev1.Pod) bool {
 
 // agentLog is the end of the agent's log, read in the node from the
 // kubelet's pod log files.
-func (n *realNode) agentLog(t *testing.T) string {
+func (n *realNode) agentLog() string {
 	out, _, err := n.run(time.Minute, `tail -n 60 /var/log/pods/pidpressure_*/node-problem-detector/*.log 2>&1`)
 	if err != nil {
 		return err.Error()
@@ -185,7 +185,7 @@ func (n *realNode) agentLog(t *testing.T) string {
 }
 
 // journal is the end of the units' journal in the node.
-func (n *realNode) journal(t *testing.T, units ...string) string {
+func (n *realNode) journal(units ...string) string {
 	out, _, err := n.run(time.Minute, "journalctl --no-pager -o short-precise -n 80 -u "+strings.Join(units, " -u "))
 	if err != nil {
 		return err.Error()

@@ -195,7 +195,11 @@ func (n *realNode) run(limit time.Duration, script string) (string, int, error) 
 		select {
 		case o := <-n.done:
 			n.done <- o
-			return "", -1, fmt.Errorf("the node VM ended (%v, exit %d)\n%s", o.err, o.res.ExitCode, nodevm.Tail(o.res.Console))
+			err := o.err
+			if err == nil {
+				err = fmt.Errorf("it powered off, exit %d", o.res.ExitCode)
+			}
+			return "", -1, fmt.Errorf("the node VM ended: %w\n%s", err, nodevm.Tail(o.res.Console))
 		case <-time.After(100 * time.Millisecond): // polling the share
 		}
 		if time.Now().After(deadline) {

@@ -94,7 +94,7 @@ func Start(bin string) (*Cluster, error) {
 	// keeps the serving certificate and the client CA across a restart, so
 	// that kubeconfigs stay valid through an apiserver outage.
 	api := &envtest.APIServer{CertDir: certs, StartTimeout: 60 * time.Second, StopTimeout: 30 * time.Second}
-	if api.SecureServing.CA, err = writeCerts(certs); err != nil {
+	if api.CA, err = writeCerts(certs); err != nil {
 		_ = os.RemoveAll(dir)
 		return nil, fmt.Errorf("the apiserver's certificates: %w", err)
 	}
