@@ -57,15 +57,7 @@ func command(ctx context.Context, args ...string) (*exec.Cmd, *bytes.Buffer) {
 // endpoint: problem_gauge shows PIDPressureRisk/PIDHeadroomLow at 1 and the
 // event reasons at 0. SIGTERM stops it cleanly.
 func TestDropInPrometheus(t *testing.T) {
-	host, err := filepath.Abs(filepath.Join("..", "..", "testdata", "hosts", "pidmax-97pct"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	conf := filepath.Join(t.TempDir(), "pid-pressure-monitor.json")
-	if err := os.WriteFile(conf, []byte(`{"sampleInterval": "200ms", "hostRoot": "`+host+`",
-	"sources": {"journal": {"enabled": false}, "kmsg": {"enabled": false}, "pidsEvents": {"enabled": false}, "ebpf": {"mode": "off"}}}`), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	conf := fakeHostConfig(t)
 	port, own := freePort(t), freePort(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -103,6 +95,23 @@ func TestDropInPrometheus(t *testing.T) {
 	}
 }
 
+// fakeHostConfig is a monitor file for the fake host at 97 % of pid_max (a
+// generated /proc and /sys tree; this machine must not be brought near its
+// own pid_max), sampled every 200 ms, with no log or kernel source.
+func fakeHostConfig(t *testing.T) string {
+	t.Helper()
+	host, err := filepath.Abs(filepath.Join("..", "..", "testdata", "hosts", "pidmax-97pct"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := filepath.Join(t.TempDir(), "pid-pressure-monitor.json")
+	if err := os.WriteFile(conf, []byte(`{"sampleInterval": "200ms", "hostRoot": "`+host+`",
+	"sources": {"journal": {"enabled": false}, "kmsg": {"enabled": false}, "pidsEvents": {"enabled": false}, "ebpf": {"mode": "off"}}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return conf
+}
+
 func fetch(url string) (int, string) {
 	resp, err := http.Get(url) //nolint:noctx // a test's short request
 	if err != nil {
@@ -131,15 +140,7 @@ func gauge(body, typ, reason string) string {
 // apiserver wait (5 minutes here) would end. Found on the real node: the
 // wait blocked both, and the liveness probe restarted the pod.
 func TestMonitorRunsWhileTheAPIServerIsAway(t *testing.T) {
-	host, err := filepath.Abs(filepath.Join("..", "..", "testdata", "hosts", "pidmax-97pct"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	conf := filepath.Join(t.TempDir(), "pid-pressure-monitor.json")
-	if err := os.WriteFile(conf, []byte(`{"sampleInterval": "200ms", "hostRoot": "`+host+`",
-	"sources": {"journal": {"enabled": false}, "kmsg": {"enabled": false}, "pidsEvents": {"enabled": false}, "ebpf": {"mode": "off"}}}`), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	conf := fakeHostConfig(t)
 	away, own := freePort(t), freePort(t) // nothing listens on away
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
