@@ -55,6 +55,11 @@ demo: controlplane
 demo-node: controlplane controllers node-image node-bins
 	cd internal/e2e && KUBEBUILDER_ASSETS=$(CP_DIR) CONTROLLERS_BIN=$(CTRL_DIR) NODEVM_IMAGE=$(NODEVM_DIR) NODEVM_BINS=$(NODEBIN_DIR) PIDPRESSURE_REQUIRE_SUPPORTED=1 $(GO) test -count=1 -timeout 30m -run 'TestNode$$/^(Join|Incident)$$' -v .
 
+## capture-hosts: capture testdata/hosts/cgroupv2-node-vm-pod-at-limit from the real node (a pod at its podPidsLimit, the kernel's own pids files; about 4 minutes warm; needs root)
+.PHONY: capture-hosts
+capture-hosts: controlplane controllers node-image node-bins
+	cd internal/e2e && KUBEBUILDER_ASSETS=$(CP_DIR) CONTROLLERS_BIN=$(CTRL_DIR) NODEVM_IMAGE=$(NODEVM_DIR) NODEVM_BINS=$(NODEBIN_DIR) PIDPRESSURE_REQUIRE_SUPPORTED=1 PIDPRESSURE_CAPTURE_HOST=$(CURDIR)/testdata/hosts/cgroupv2-node-vm-pod-at-limit $(GO) test -count=1 -timeout 30m -run 'TestNode$$/^(Join|PodAtItsLimit)$$' -v .
+
 ## test-short: the quick loop: unit tests only (-short skips live-host tests)
 .PHONY: test-short
 test-short:

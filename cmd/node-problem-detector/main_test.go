@@ -76,6 +76,8 @@ func TestDropInPrometheus(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	if v := gauge(body, "PIDPressureRisk", "PIDHeadroomLow"); v != "1" {
+		_ = cmd.Process.Kill() // its standard error is complete once it has exited
+		_ = cmd.Wait()
 		t.Fatalf("problem_gauge PIDPressureRisk/PIDHeadroomLow = %q, want 1\nmetrics:\n%s\nstderr:\n%s", v, body, errOut)
 	}
 	if !strings.Contains(body, `problem_counter{reason="ProcessCreationFailed"}`) {
@@ -158,17 +160,20 @@ func TestMonitorRunsWhileTheAPIServerIsAway(t *testing.T) {
 		}
 	}
 	if !strings.Contains(body, "pidpressure_condition_true 1") {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
 		t.Fatalf("the monitor did not run while the apiserver was away:\n%s\nstderr:\n%s", body, errOut)
 	}
 	if code, b := fetch(ownURL + "/healthz"); code != http.StatusOK || !strings.HasPrefix(b, "ok") {
 		t.Errorf("/healthz = %d %q while the apiserver is away", code, b)
 	}
-	if !strings.Contains(errOut.String(), "Can't get node object") {
-		t.Errorf("the apiserver wait did not run (or did not log):\n%s", errOut)
-	}
 	_ = cmd.Process.Signal(syscall.SIGTERM)
 	if err := cmd.Wait(); err != nil {
 		t.Errorf("after SIGTERM: %v\n%s", err, errOut)
+	}
+	// Its standard error is complete only now.
+	if !strings.Contains(errOut.String(), "Can't get node object") {
+		t.Errorf("the apiserver wait did not run (or did not log):\n%s", errOut)
 	}
 }
 

@@ -13,6 +13,9 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/pidpressure/pidpressure/internal/headroom"
+	"github.com/pidpressure/pidpressure/internal/hostfs"
 )
 
 // workloadPod is a pod of the workload image running args, on the node.
@@ -147,6 +150,53 @@ func scenarioPodLimit(t *testing.T, n *realNode) {
 	}
 	if cond, ok, err := cluster.Condition(context.Background(), vmNode); err != nil || !ok || cond.Status != corev1.ConditionFalse {
 		t.Errorf("a pod at its own limit turned the node's condition: %+v %v %v", cond, ok, err)
+	}
+	n.capture(t)
+}
+
+// captureEnv, when set to a directory, makes TestNode/PodAtItsLimit write
+// the node's captured tree there (make capture-hosts sets it to
+// testdata/hosts/cgroupv2-node-vm-pod-at-limit).
+const captureEnv = "PIDPRESSURE_CAPTURE_HOST"
+
+// capture takes the node's trimmed /proc, /sys/fs/cgroup and /var while
+// the pod is at its limit (testdata/node/capture.sh), and reads it with the
+// agent's own reader as the unit tests read testdata/hosts: the pod at its
+// limit with its refusals, the slices above it with none of their own.
+func (n *realNode) capture(t *testing.T) {
+	t.Helper()
+	script, err := os.ReadFile(filepath.Join("testdata", "node", "capture.sh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("capture: %s", strings.TrimSpace(n.exec(t, 2*time.Minute, string(script))))
+	dir := filepath.Join(n.share, "capture")
+	d, err := headroom.Diagnose(hostfs.New(dir), headroom.DiagnoseOptions{})
+	if err != nil {
+		t.Fatalf("the agent's reader on the captured node: %v", err)
+	}
+	var pod *headroom.Cgroup
+	for i, c := range d.Cgroups {
+		switch {
+		case c.Kind == headroom.KindPod && c.Pod != nil && c.Pod.String() == "default/forker":
+			pod = &d.Cgroups[i]
+		case c.Kind == headroom.KindKubepods || c.Kind == headroom.KindQoS:
+			if c.Rejected != 0 {
+				t.Errorf("%s counts %d refusals of its own; its limit refused none", c.Path, c.Rejected)
+			}
+		}
+	}
+	if pod == nil || pod.Max != headroom.Finite(300) || pod.Rejected == 0 {
+		t.Errorf("the captured pod default/forker: %+v", pod)
+	}
+	if dst := os.Getenv(captureEnv); dst != "" {
+		if err := os.RemoveAll(dst); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.CopyFS(dst, os.DirFS(dir)); err != nil {
+			t.Fatalf("writing the capture to %s: %v", dst, err)
+		}
+		t.Logf("the capture is in %s", dst)
 	}
 }
 
