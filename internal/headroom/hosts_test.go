@@ -297,3 +297,54 @@ func TestAttributeCgroupThatRefused(t *testing.T) {
 		t.Errorf("a unit that never refused a fork was blamed: %+v", a)
 	}
 }
+
+// TestHostCapturedFromTheNodeVM reads the tree captured from the real node
+// (make capture-hosts; testdata/hosts/cgroupv2-node-vm-pod-at-limit): the
+// kernel's own pids files, with pod default/forker at its podPidsLimit.
+// The pod holds the refusals; the slices above it, whose pids.events count
+// them again, hold none of their own; the containers are named with their
+// pod.
+func TestHostCapturedFromTheNodeVM(t *testing.T) {
+	t.Parallel()
+	d, err := Diagnose(host("cgroupv2-node-vm-pod-at-limit"), DiagnoseOptions{})
+	if err != nil {
+		t.Fatalf("Diagnose() error = %v", err)
+	}
+	if len(d.Hierarchies) != 1 || d.Hierarchies[0].Version != 2 {
+		t.Errorf("hierarchies = %+v, want one v2", d.Hierarchies)
+	}
+	var pod, ctr *Cgroup
+	for i, c := range d.Cgroups {
+		switch {
+		case c.Kind == KindPod && c.Pod != nil && c.Pod.String() == "default/forker":
+			pod = &d.Cgroups[i]
+		case c.Kind == KindContainer && c.Pod != nil && c.Pod.String() == "default/forker":
+			ctr = &d.Cgroups[i]
+		case c.Kind == KindKubepods || c.Kind == KindQoS:
+			if c.Rejected != 0 {
+				t.Errorf("%s counts %d refusals as its own", c.Path, c.Rejected)
+			}
+		}
+	}
+	if pod == nil || pod.Max != Finite(300) || pod.Rejected == 0 || !pod.AtLimit {
+		t.Fatalf("pod default/forker = %+v, want at pids.max 300 with refusals", pod)
+	}
+	// systemd gives the container's scope its DefaultTasksMax (15 % of
+	// threads-max here): finite, far from reached, no refusals.
+	if ctr == nil || ctr.Rejected != 0 || ctr.AtLimit {
+		t.Errorf("its container = %+v, want below its limit and no refusals of its own", ctr)
+	}
+	// pids.events, which the agent no longer reads on this kernel, counts
+	// the pod's refusals in kubepods.slice too (fewer here: the capture
+	// read it first, while the pod went on being refused).
+	b, err := os.ReadFile(filepath.Join(host("cgroupv2-node-vm-pod-at-limit").SysPath("fs", "cgroup"), "kubepods.slice", "pids.events"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hier, err := parseEvents(b); err != nil || hier == 0 {
+		t.Errorf("kubepods.slice's pids.events max = %d, %v; want the pod's refusals counted there too", hier, err)
+	}
+	for _, f := range d.Audit {
+		t.Logf("audit: %s %s", f.Check, f.Message)
+	}
+}

@@ -50,6 +50,8 @@ Pod default/forker forks until its pod's pids.max (300) refuses. The kernel
 counts each refusal in the pod's pids.events.local and, hierarchically, in
 pids.events of the pod and of every slice above it. Trimmed: /proc holds
 PID 1, the kubelet, containerd and at most six processes of each container;
-every cgroup of kubepods.slice is there with its pids files.
+every cgroup of kubepods.slice is there with its pids files. The files were
+read one after another while the pod went on being refused: a counter read
+later is higher (kubepods.slice was read first).
 README
 echo "captured $(find "$out" -type f | wc -l) files"
