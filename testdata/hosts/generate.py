@@ -46,11 +46,20 @@ def kernel(base, pid_max, threads_max, tasks, last_pid, running=2, nspid="1234")
     w(base, "proc/loadavg", f"3.12 2.85 2.40 {running}/{tasks} {last_pid}\n")
     w(base, "proc/self/status", status("pidpressure", "R (running)", 1, 0, 8, nspid).replace("{pid}", nspid.split()[0]))
 
-def cg(base, hier, path, current, maxv, rejected=0, peak=None):
+def cg(base, hier, path, current, maxv, rejected=0, peak=None, below=0):
+    """A pids cgroup. rejected is what its own limit refused; below, what
+    the limits of its descendants refused. On v2 (hier "") the files are
+    those of Linux 6.12, as captured from the node VM: pids.events.local
+    holds the cgroup's own count, pids.events counts again every refusal
+    below it. On v1 pids.events is the only file."""
     d = f"sys/fs/cgroup/{hier}{path}".replace("//", "/")
     w(base, d + "/pids.current", f"{current}\n")
     w(base, d + "/pids.max", f"{maxv}\n")
-    w(base, d + "/pids.events", f"max {rejected}\n")
+    if hier == "":
+        w(base, d + "/pids.events", f"max {rejected + below}\n")
+        w(base, d + "/pids.events.local", f"max {rejected}\n")
+    else:
+        w(base, d + "/pids.events", f"max {rejected}\n")
     w(base, d + "/cgroup.procs", "")
     if peak is not None:
         w(base, d + "/pids.peak", f"{peak}\n")
@@ -69,8 +78,8 @@ def scenario_cgroupv2_systemd():
     kernel(b, 4194304, 3091057, 2480, 981234)
     w(b, "sys/fs/cgroup/cgroup.controllers", "cpuset cpu io memory hugetlb pids rdma misc\n")
     sa = POD_A.replace("-", "_"); sb = POD_B.replace("-", "_")
-    cg(b, "", "/kubepods.slice", 1410, "max", 0, 1533)
-    cg(b, "", "/kubepods.slice/kubepods-burstable.slice", 1290, "max", 0, 1400)
+    cg(b, "", "/kubepods.slice", 1410, "max", 0, 1533, below=3187)
+    cg(b, "", "/kubepods.slice/kubepods-burstable.slice", 1290, "max", 0, 1400, below=3187)
     cg(b, "", f"/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{sa}.slice", 1024, 1024, 3187, 1024)
     cg(b, "", f"/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{sa}.slice/cri-containerd-{CTR_A}.scope", 1023, "max", 0, 1023)
     cg(b, "", f"/kubepods.slice/kubepods-pod{sb}.slice", 14, 4096, 0, 15)
@@ -96,7 +105,10 @@ the pod UID's dashes written as underscores, cri-containerd-<id>.scope
 containers), as on Ubuntu 22.04+/Fedora/Bottlerocket nodes with containerd.
 
 - Pod payments/api-7d9f8-x2x4z is at its pids.max (1024 of 1024) and the
-  kernel refused 3187 forks in it (pids.events `max 3187`).
+  kernel refused 3187 forks in it (pids.events.local `max 3187`). As on
+  Linux 6.12 (captured from the node VM: cgroupv2-node-vm-pod-at-limit),
+  pids.events counts them again in the burstable slice and kubepods.slice,
+  whose pids.events.local stay 0.
 - kubelet.service has a finite TasksMax (pids.max 1000).
 - kubepods.slice has no pids limit; the kubelet config sets podPidsLimit but
   no pid.available eviction threshold.
