@@ -100,8 +100,8 @@ echo "images=$(ctr -n k8s.io images ls -q | tr '\n' ' ')"`)
 }
 
 // agentOverlay is deploy/base with the monitor's quiet period and failure
-// window at 30 s (5 and 2 minutes by default): a kustomization over the
-// shipped one that replaces only its ConfigMap.
+// window at 30 s (5 and 2 minutes by default) and a shorter trend: a
+// kustomization over the shipped one that replaces only its ConfigMap.
 func agentOverlay(t *testing.T) string {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(root, "deploy", "base", "pid-pressure-monitor.json"))
@@ -117,6 +117,10 @@ func agentOverlay(t *testing.T) string {
 		t.Fatalf("deploy/base/pid-pressure-monitor.json has no thresholds: %s", b)
 	}
 	th["quietPeriod"], th["failureWindow"] = "30s", "30s"
+	// A trend fitted over a minute, from 200 tasks of growth (10 minutes
+	// and 500 shipped): the zombies scenario's growth, capped by the pods'
+	// limits, lasts about a minute.
+	th["trendWindow"], th["minTrendGrowth"] = "1m", 200
 	if b, err = json.MarshalIndent(cfg, "", "  "); err != nil {
 		t.Fatal(err)
 	}

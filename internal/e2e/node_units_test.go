@@ -157,19 +157,43 @@ func (n *realNode) clockOffset(t *testing.T) (offset, bound time.Duration) {
 	return offset, bound
 }
 
-// scenarioZombies: a pod whose exec probe leaves orphans behind, which
-// its container's init never reaps, as many real incidents do. The agent's
-// census, taken while it runs (every minute), names the parent and its pod
-// in ZombieProcessesAccumulating.
+// scenarioZombies: zombies as real incidents make them. A pod whose exec
+// probe leaves orphans behind, which its container's init never reaps: the
+// agent's census, taken while it runs (every minute), names the parent and
+// its pod in ZombieProcessesAccumulating. Three pods whose programs never
+// reap their children make the node's tasks grow toward a kernel.pid_max
+// lowered to leave 2,500 PIDs, for PIDExhaustionPredicted (logged when
+// seen). pid_max is restored and the condition clears once they go.
 func scenarioZombies(t *testing.T, n *realNode) {
+	ctx := context.Background()
+	out := n.exec(t, time.Minute, `old=$(cat /proc/sys/kernel/pid_max)
+new=$(ls /proc/*/task | grep -xE '[0-9]+' | sort -n | awk 'BEGIN { free = 0; want = 300 } $1 >= 300 { while (want < $1 && free < 2500) { want++; free++ } if (free >= 2500) exit; if ($1 == want) want++ } END { while (free < 2500) { want++; free++ } print want }')
+echo "$new" >/proc/sys/kernel/pid_max
+echo "$old" >/mnt/host/old_pid_max
+echo "pid_max=$(cat /proc/sys/kernel/pid_max) old_pid_max=$old"`)
+	t.Logf("zombies: %s", strings.TrimSpace(out))
+	names := []string{"zombies", "unreaped-a", "unreaped-b", "unreaped-c"}
+	defer func() {
+		deletePods(t, names...)
+		n.exec(t, time.Minute, `cat /mnt/host/old_pid_max >/proc/sys/kernel/pid_max`)
+		if c, err := cluster.WaitCondition(ctx, vmNode, 4*time.Minute, corev1.ConditionFalse); err != nil {
+			t.Errorf("the condition did not clear once the zombies were gone: %v", err)
+		} else {
+			t.Logf("cleared: %s %s", c.Reason, c.Message)
+		}
+	}()
 	p := workloadPod("zombies", "sleep")
 	p.Spec.Containers[0].ReadinessProbe = &corev1.Probe{
 		ProbeHandler:  corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: []string{"/workload", "probe", "10"}}},
 		PeriodSeconds: 1, TimeoutSeconds: 10,
 	}
-	runPods(t, p)
-	defer deletePods(t, "zombies")
+	runPods(t, p, workloadPod("unreaped-a", "zombies", "3"), workloadPod("unreaped-b", "zombies", "3"), workloadPod("unreaped-c", "zombies", "3"))
+	predicted := false
 	eventually(t, 4*time.Minute, "ZombieProcessesAccumulating naming the pod", func() (bool, string) {
+		if c, _, err := cluster.Condition(ctx, vmNode); err == nil && c.Reason == "PIDExhaustionPredicted" && !predicted {
+			predicted = true
+			t.Logf("condition: %s %s: %s", c.Status, c.Reason, c.Message)
+		}
 		for _, e := range nodeEvents(t, "ZombieProcessesAccumulating") {
 			if strings.Contains(e.Message, "pod default/zombies") {
 				t.Logf("Event %s: %s", e.Reason, e.Message)
@@ -182,4 +206,11 @@ func scenarioZombies(t *testing.T, n *realNode) {
 		out, _, _ := n.run(time.Minute, `ps -eo stat,ppid,comm | awk '$1 ~ /^Z/ {z[$2]++} END {for (p in z) print p, z[p]}'`)
 		return false, "zombies by parent: " + strings.TrimSpace(out)
 	})
+	// Not asserted yet: seen in one of two runs (8.3 tasks/s, the limit
+	// in about 4 minutes), its top consumers from the census before the
+	// pods; the pods' limits stop the growth after about a minute, at the
+	// edge of what the trend trusts.
+	if !predicted {
+		t.Logf("PIDExhaustionPredicted was not seen while the zombies grew")
+	}
 }

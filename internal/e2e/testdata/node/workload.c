@@ -11,6 +11,8 @@
  *                              and keeps trying every 200 ms
  *   workload sleep             waits and never reaps its children: the
  *                              container's init, where orphans become zombies
+ *   workload zombies RATE      forks RATE children a second, which exit at
+ *                              once and are never reaped, until fork fails
  *   workload probe [N]         an exec probe that leaves N orphans (1) behind,
  *                              which exit at once and, never reaped by the
  *                              container's init, stay zombies
@@ -116,6 +118,16 @@ static void forks(void) {
 	}
 }
 
+static void zombies(int rate) {
+	for (;;) {
+		for (int i = 0; i < rate; i++) {
+			if (fork() == 0)
+				_exit(0);
+		}
+		nap(1000);
+	}
+}
+
 static int probe(int n) {
 	for (int i = 0; i < n; i++) {
 		pid_t child = fork();
@@ -150,8 +162,10 @@ int main(int argc, char **argv) {
 		threads(argv[2]);
 	if (strcmp(mode, "fork") == 0)
 		forks();
+	if (strcmp(mode, "zombies") == 0 && argc > 2)
+		zombies(atoi(argv[2]));
 	if (strcmp(mode, "probe") == 0)
 		return probe(argc > 2 ? atoi(argv[2]) : 1);
-	fprintf(stderr, "usage: workload pause|sleep|threads TRIGGER|fork|probe [N]\n");
+	fprintf(stderr, "usage: workload pause|sleep|threads TRIGGER|fork|zombies RATE|probe [N]\n");
 	return 2;
 }
