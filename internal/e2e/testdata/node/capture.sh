@@ -34,8 +34,9 @@ for p in $pids; do
 		grab "$t/comm"
 	done
 done
-for d in /var/log/pods/*; do
+for d in /var/log/pods/*/*; do # the directories, with empty logs (git keeps no empty directory)
 	mkdir -p "$out$d"
+	: >"$out$d/0.log"
 done
 cat >"$out/README.md" <<README
 # cgroupv2-node-vm-pod-at-limit
