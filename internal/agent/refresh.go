@@ -27,6 +27,20 @@ func (d *Detector) evaluate() {
 	n, _ := d.corr.Node()
 	d.mu.Unlock()
 	now := d.clock.Now()
+	if cond.Status && (!d.printed || cond.Status != d.last.Status || cond.Reason != d.last.Reason) &&
+		(d.censusAt.IsZero() || now.Sub(d.censusAt) >= minCensusAge) {
+		// A transition to True names the top consumers, and only NPD's
+		// heartbeat carries a later refresh of the message to the Node:
+		// count them now. Found on the real node, where a prediction named
+		// the consumers of the census a minute before, not the pods whose
+		// zombies made it.
+		d.takeCensus(false)
+		d.mu.Lock()
+		var more []verdict.Event
+		cond, more = d.corr.Evaluate()
+		d.mu.Unlock()
+		events = append(events, more...)
+	}
 	switch {
 	case !d.printed || cond.Status != d.last.Status || cond.Reason != d.last.Reason:
 		d.sink.Condition(cond)

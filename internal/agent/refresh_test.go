@@ -1,12 +1,14 @@
 package agent
 
 import (
+	"path/filepath"
 	"testing"
 	"time"
 
 	testclock "k8s.io/utils/clock/testing"
 
 	"github.com/pidpressure/pidpressure/internal/headroom"
+	"github.com/pidpressure/pidpressure/internal/hostfs"
 	"github.com/pidpressure/pidpressure/internal/verdict"
 )
 
@@ -90,4 +92,34 @@ func contains(s, sub string) bool {
 		}
 	}
 	return false
+}
+
+// TestTransitionNamesCurrentConsumers: a transition to True is written with
+// the top consumers counted at that moment, not those of an older census:
+// the message reaches the Node once, and a later refresh only with NPD's
+// heartbeat. On the fake host at 97 % of pid_max the kubelet is the
+// consumer; the census of a minute ago named a pod since gone.
+func TestTransitionNamesCurrentConsumers(t *testing.T) {
+	t.Parallel()
+	root := hostfs.New(filepath.Join("..", "..", "testdata", "hosts", "pidmax-97pct"))
+	hs, err := headroom.Hierarchies(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk := testclock.NewFakeClock(time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC))
+	sink := &recordingSink{}
+	d := NewDetector(DetectorConfig{Sources: Config{Root: root}, Verdict: verdict.DefaultConfig()}, nil, clk, quietLog(), sink)
+	d.hs = hs
+	// The census of a minute ago: a pod since gone.
+	d.censusAt = clk.Now()
+	d.corr.ObserveConsumers([]headroom.Consumer{{Kind: headroom.ConsumerPod, Name: "pod default/gone", Tasks: 900}})
+	clk.Step(time.Minute)
+	d.corr.Record(nodeAt(31616))
+	d.evaluate()
+	if len(sink.conditions) != 1 || !sink.conditions[0].Status {
+		t.Fatalf("conditions = %+v", sink.conditions)
+	}
+	if msg := sink.conditions[0].Message; contains(msg, "default/gone") || !contains(msg, "top consumers: ") || !contains(msg, "kubelet") {
+		t.Errorf("the transition's message does not name the consumers of now: %s", msg)
+	}
 }
