@@ -305,6 +305,10 @@ func TestDeployRBACAndAdmission(t *testing.T) {
 	}
 	admin(k.base, "apply", "--server-side", "-f", "-")
 	t.Cleanup(func() {
+		// The pod below is bound to a node without a kubelet, which would
+		// never confirm its end: it goes at once, so that the namespace can
+		// be deleted for good (by the namespace controller of TestNode).
+		_, _ = kubectl(cluster.Admin, nil, "delete", "pod", "agent-a", "-n", "pidpressure", "--ignore-not-found", "--grace-period=0", "--force")
 		_, _ = kubectl(cluster.Admin, k.base, "delete", "--ignore-not-found", "--wait=false", "-f", "-")
 	})
 

@@ -72,6 +72,15 @@ echo "images=$(ctr -n k8s.io images ls -q | tr '\n' ' ')"`)
 		}
 	}
 
+	// An earlier test may have deleted the agent's namespace: the namespace
+	// controller finishes that before the agent is installed again.
+	eventually(t, 3*time.Minute, "no namespace pidpressure being deleted", func() (bool, string) {
+		ns, err := cluster.Client.CoreV1().Namespaces().Get(ctx, "pidpressure", metav1.GetOptions{})
+		if err != nil {
+			return true, ""
+		}
+		return ns.DeletionTimestamp == nil, fmt.Sprintf("namespace pidpressure %s", ns.Status.Phase)
+	})
 	// The agent, as a user installs it, with a shorter hysteresis so that
 	// the scenarios fit the test's time.
 	if out, err := cluster.Kubectl(ctx, cluster.Admin, "apply", "--server-side", "-k", agentOverlay(t)); err != nil {

@@ -25,15 +25,16 @@ type Controllers struct {
 // StartControllers runs, from the binaries in dir, kube-controller-manager
 // with only the controllers a node of this harness needs (the DaemonSet
 // controller, the kube-root-ca.crt publisher that every pod's service
-// account token volume mounts, the service-account controller and the
-// garbage collector) and kube-scheduler, both as the admin, without leader
+// account token volume mounts, the service-account controller, the
+// garbage collector, and the namespace controller, which finishes deleting
+// a namespace that an earlier test deleted) and kube-scheduler, both as the admin, without leader
 // election or a serving port. Stop them with Stop.
 func (c *Cluster) StartControllers(dir string) (*Controllers, error) {
 	ca := filepath.Join(c.Dir, "apiserver", "ca.crt")
 	cmds := map[string][]string{
 		"kube-controller-manager": {
 			"--kubeconfig=" + c.Admin, "--leader-elect=false", "--secure-port=0",
-			"--controllers=daemonset,root-ca-cert-publisher,serviceaccount,garbagecollector",
+			"--controllers=daemonset,root-ca-cert-publisher,serviceaccount,garbagecollector,namespace",
 			"--root-ca-file=" + ca, "--use-service-account-credentials=false",
 		},
 		"kube-scheduler": {"--kubeconfig=" + c.Admin, "--leader-elect=false", "--secure-port=0"},
