@@ -85,6 +85,15 @@ func grepLines(text string, prefixes ...string) string {
 	return strings.Join(out, "\n")
 }
 
+// pidMaxLeaving is a shell command that prints the kernel.pid_max that
+// leaves free PIDs unused: after a wrap the kernel hands out PIDs from 300
+// up, so it is 300 plus the PIDs in use from 300 below it plus free.
+func pidMaxLeaving(free int) string {
+	f := strconv.Itoa(free)
+	return `ls /proc/*/task | grep -xE '[0-9]+' | sort -n | awk 'BEGIN { free = 0; want = 300 } $1 >= 300 { while (want < $1 && free < ` + f +
+		`) { want++; free++ } if (free >= ` + f + `) exit; if ($1 == want) want++ } END { while (free < ` + f + `) { want++; free++ } print want }'`
+}
+
 // nodeEvents are the Events about the node with reason.
 func nodeEvents(t *testing.T, reason string) []corev1.Event {
 	t.Helper()
@@ -210,7 +219,7 @@ func (n *realNode) capture(t *testing.T) {
 // tells the threads pods to go (the trigger in the share, which they
 // mount), then waits for the host's release, restores pid_max and prints
 // what the node's own programs said.
-const incidentScript = `
+var incidentScript = `
 set -u
 nap() { read -r -t "$1" <>/run/nap.fifo; true; }
 read -r _ _ _ rt _ </proc/loadavg
@@ -218,7 +227,7 @@ tasks=${rt#*/}
 start=$(date +%s)
 old=$(cat /proc/sys/kernel/pid_max)
 systemd-run --quiet --unit=fork-retry.service bash -c 'while :; do read -r w </mnt/host/scenario/trigger; [ "$w" = go ] && /bin/true; [ "$w" = stop ] && exit 0; read -r -t 0.2 <>/run/nap.fifo; done'
-new=$(ls /proc/*/task | grep -xE '[0-9]+' | sort -n | awk 'BEGIN { free = 0; want = 300 } $1 >= 300 { while (want < $1 && free < 400) { want++; free++ } if (free >= 400) exit; if ($1 == want) want++ } END { while (free < 400) { want++; free++ } print want }')
+new=$(` + pidMaxLeaving(400) + `)
 echo "$new" >/proc/sys/kernel/pid_max
 read -r got </proc/sys/kernel/pid_max
 [ "$got" = "$new" ] || { echo "pid_max is $got, not $new: not exhausting"; exit 1; }

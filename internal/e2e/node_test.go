@@ -216,24 +216,8 @@ func (n *realNode) run(limit time.Duration, script string) (string, int, error) 
 func nodeImages(t *testing.T) map[string]nodevm.ContainerImage {
 	t.Helper()
 	workload := hosttest.CProgram(t, "", filepath.Join("testdata", "node", "workload.c"), "-static", "-pthread")
-	rootWith := func(files map[string]string) string {
-		dir := t.TempDir()
-		for dst, src := range files {
-			data, err := os.ReadFile(src)
-			if err != nil {
-				t.Fatal(err)
-			}
-			p := filepath.Join(dir, dst)
-			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(p, data, 0o755); err != nil {
-				t.Fatal(err)
-			}
-		}
-		return dir
-	}
-	small := rootWith(map[string]string{"workload": workload})
+	small := t.TempDir()
+	copyFile(t, workload, filepath.Join(small, "workload"))
 
 	agent := t.TempDir()
 	cmd := exec.Command("make", "-s", "--no-print-directory", "image-layout", "DEST="+agent)
@@ -243,17 +227,7 @@ func nodeImages(t *testing.T) map[string]nodevm.ContainerImage {
 	}
 	const libsystemd = "/lib/x86_64-linux-gnu/libsystemd.so.0"
 	for _, lib := range append(sharedLibraries(t, filepath.Join(agent, "node-problem-detector"), libsystemd), libsystemd) {
-		data, err := os.ReadFile(lib)
-		if err != nil {
-			t.Fatal(err)
-		}
-		p := filepath.Join(agent, lib)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, data, 0o755); err != nil {
-			t.Fatal(err)
-		}
+		copyFile(t, lib, filepath.Join(agent, lib))
 	}
 	// The loader finds libsystemd (which sdjournal opens by name) through
 	// its cache, as in the Debian image.
@@ -270,6 +244,22 @@ func nodeImages(t *testing.T) map[string]nodevm.ContainerImage {
 		"pause":    {Name: "pidpressure.test/pause:1", Root: small, Entrypoint: []string{"/workload", "pause"}},
 		"workload": {Name: workloadImage, Root: small, Entrypoint: []string{"/workload"}},
 		"agent":    {Name: agentImage, Root: agent, Entrypoint: []string{"/node-problem-detector"}},
+	}
+}
+
+// copyFile copies the file src (following links) to dst, making its
+// directory, executable as the images' files are.
+func copyFile(t *testing.T, src, dst string) {
+	t.Helper()
+	data, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dst, data, 0o755); err != nil {
+		t.Fatal(err)
 	}
 }
 

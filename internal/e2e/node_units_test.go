@@ -167,7 +167,7 @@ func (n *realNode) clockOffset(t *testing.T) (offset, bound time.Duration) {
 func scenarioZombies(t *testing.T, n *realNode) {
 	ctx := context.Background()
 	out := n.exec(t, time.Minute, `old=$(cat /proc/sys/kernel/pid_max)
-new=$(ls /proc/*/task | grep -xE '[0-9]+' | sort -n | awk 'BEGIN { free = 0; want = 300 } $1 >= 300 { while (want < $1 && free < 2500) { want++; free++ } if (free >= 2500) exit; if ($1 == want) want++ } END { while (free < 2500) { want++; free++ } print want }')
+new=$(`+pidMaxLeaving(2500)+`)
 echo "$new" >/proc/sys/kernel/pid_max
 echo "$old" >/mnt/host/old_pid_max
 echo "pid_max=$(cat /proc/sys/kernel/pid_max) old_pid_max=$old"`)
