@@ -89,7 +89,7 @@ func (d *Detector) lineFailure(r Report) verdict.Failure {
 		// its line reports, as the lines before it said.
 		if cg, ok := d.members.lookup(o.PID, now, d.cfg.Verdict.FailureWindow); ok {
 			a.Layer, a.Limit, a.Used, a.Max, a.Cgroup = headroom.LayerCgroup, "pids.max", cg.Current, cg.Max.Value, &cg
-			a.Reason = fmt.Sprintf("cgroup %s refused forks at pids.max %s while pid %d was in it", cg.Path, cg.Max, o.PID)
+			a.Reason = headroom.ReasonMember(cg, o.PID)
 		}
 	}
 	if late := now.Sub(l.Time); a.Layer == headroom.LayerNone && late > lateLine {
@@ -97,8 +97,7 @@ func (d *Detector) lineFailure(r Report) verdict.Failure {
 		// caught up with a backlog): the limits now say nothing of then,
 		// and the cgroup that refused may be gone. Found on the real node
 		// when the agent's pod was replaced.
-		a.Reason = fmt.Sprintf("logged %s before it was read (the agent was not running), so the limit that refused it cannot be checked now; node tasks %d of %d usable now",
-			late.Round(time.Second), node.Tasks, node.Limit)
+		a.Reason = headroom.ReasonReadLate(late, node)
 	}
 	if a.Cgroup != nil {
 		a.Cgroup.Rejected = d.refusedSince(*a.Cgroup)

@@ -1,7 +1,6 @@
 package headroom
 
 import (
-	"fmt"
 	"os"
 	"path"
 	"strconv"
@@ -131,22 +130,22 @@ func Judge(ev Evidence, n Node) Attribution {
 	a := Attribution{Layer: LayerNone, Node: n, User: ev.User}
 	if u := ev.User; u != nil && u.AtLimit {
 		a.Layer, a.Limit, a.Used, a.Max = LayerUser, "RLIMIT_NPROC", u.Tasks, u.Soft.Value
-		a.Reason = fmt.Sprintf("uid %d has %d tasks, RLIMIT_NPROC of pid %d is %d", u.UID, u.Tasks, ev.UserPID, u.Soft.Value)
+		a.Reason = reasonUser(u, ev.UserPID)
 		return a
 	}
 	if n.Binding == BindingThreadsMax && NodeAtLimit(n) {
 		a.Layer, a.Limit, a.Used, a.Max = LayerNode, string(BindingThreadsMax), n.Tasks, n.ThreadsMax
-		a.Reason = fmt.Sprintf("node tasks %d of %d usable, binding limit kernel.threads-max=%d", n.Tasks, n.Limit, n.ThreadsMax)
+		a.Reason = n.UsageBinding()
 		return a
 	}
 	if c := deepest(ev.Chain, func(c Cgroup) bool { return c.AtLimit }); c != nil {
 		a.Layer, a.Limit, a.Used, a.Max, a.Cgroup = LayerCgroup, "pids.max", c.Current, c.Max.Value, c
-		a.Reason = fmt.Sprintf("cgroup %s has %d tasks of pids.max %d (%d forks refused)", c.Path, c.Current, c.Max.Value, c.Rejected)
+		a.Reason = reasonCgroupAtLimit(c)
 		return a
 	}
 	if NodeAtLimit(n) {
 		a.Layer, a.Limit, a.Used, a.Max = LayerNode, string(n.Binding), n.Tasks, n.Limit
-		a.Reason = fmt.Sprintf("node tasks %d of %d usable, binding limit %s=%d", n.Tasks, n.Limit, n.Binding.Sysctl(), n.BindingValue())
+		a.Reason = n.UsageBinding()
 		return a
 	}
 	if c := deepest(ev.Chain, func(c Cgroup) bool { return !c.Max.Unlimited && c.Rejected > 0 }); c != nil {
@@ -154,11 +153,10 @@ func Judge(ev Evidence, n Node) Attribution {
 		// above it) has refused forks: the failing process often dies of
 		// the failure and takes its tasks with it.
 		a.Layer, a.Limit, a.Used, a.Max, a.Cgroup = LayerCgroup, "pids.max", c.Current, c.Max.Value, c
-		a.Reason = fmt.Sprintf("cgroup %s has refused %d forks at pids.max %d (%d tasks now)", c.Path, c.Rejected, c.Max.Value, c.Current)
+		a.Reason = reasonCgroupRefused(c)
 		return a
 	}
-	a.Reason = fmt.Sprintf("no limit at its maximum: node tasks %d of %d usable (%.1f %%, %d free, %s binds first); no pids cgroup or RLIMIT_NPROC at its limit. A failure now is not explained by a PID limit: thread-stack memory or vm.max_map_count can also make fork and pthread_create fail with EAGAIN",
-		n.Tasks, n.Limit, n.UsedPercent, n.Free(), n.Binding.Sysctl())
+	a.Reason = reasonUnexplained(n)
 	return a
 }
 

@@ -123,8 +123,7 @@ func Diagnose(root hostfs.Root, opt DiagnoseOptions) (Diagnosis, error) {
 	if opt.PID <= 0 && d.Attribution.Layer == LayerNone {
 		// No failure is being explained: say plainly that all is well
 		// rather than explain a failure that did not happen.
-		d.Attribution.Reason = fmt.Sprintf("nothing is at its limit: node tasks %d of %d usable (%.1f %%, %d free, %s binds first); no pids cgroup or RLIMIT_NPROC at its limit",
-			n.Tasks, n.Limit, n.UsedPercent, n.Free(), n.Binding.Sysctl())
+		d.Attribution.Reason = reasonAllWell(n)
 	}
 	d.Audit = Audit(root, n, d.Cgroups)
 	for _, e := range errs {

@@ -366,7 +366,7 @@ func (c *Correlator) desired(now time.Time) (Reason, string) {
 	if c.node.UsedPercent >= c.cfg.WarningPercent {
 		return ReasonLow, withConsumers(fmt.Sprintf("%s (warning at %.0f %%)", nodeNumbers(c.node), c.cfg.WarningPercent), c.consumers)
 	}
-	return ReasonSufficient, nodeUsage(c.node)
+	return ReasonSufficient, c.node.UsagePercent() // the numbers alone: a remedy would send on-call to fix a node that is fine
 }
 
 // predict is the trend (FitTrend) of the node samples of the trend window:

@@ -38,7 +38,7 @@ func zombieTrend(prev map[int]uint64, prevAt time.Time, z headroom.ZombieParent,
 // nodeNumbers renders the node layer the way an on-call note would, with
 // what to do.
 func nodeNumbers(n headroom.Node) string {
-	return nodeUsage(n) + "; " + remedy(n)
+	return n.UsagePercent() + "; " + remedy(n)
 }
 
 // nodeNumbers is the node layer with what to do and who consumes it.
@@ -65,12 +65,6 @@ func withConsumers(msg string, cs []headroom.Consumer) string {
 		return msg + "; " + s
 	}
 	return msg
-}
-
-// nodeUsage is the node layer's numbers alone: what a False condition says
-// (a remedy there would send on-call to fix a node that is fine).
-func nodeUsage(n headroom.Node) string {
-	return fmt.Sprintf("node tasks %d of %d usable (%.0f%%), binding limit %s=%d", n.Tasks, n.Limit, n.UsedPercent, n.Binding.Sysctl(), n.BindingValue())
 }
 
 func remedy(n headroom.Node) string {
