@@ -162,7 +162,7 @@ func BenchmarkThreadScaling(b *testing.B) {
 	measure := func() (sample, walk, count float64) {
 		sample = medianNs(9, 5000, func() { _, _ = s.Node() })
 		walk = medianNs(5, 5, func() { _, _ = Walk(root, 10) })
-		count = medianNs(5, 5, func() { _, _ = CountTasks(root, false) })
+		count = medianNs(5, 5, func() { _, _ = CountTasks(root, 4194304) })
 		return sample, walk, count
 	}
 	// The cost of one sample varies by ±25 % from one measurement to the

@@ -43,11 +43,15 @@ type Node struct {
 	LastPID uint64 `json:"last_pid"`
 	// LowTasks is the number of tasks holding a PID below 300.
 	LowTasks uint64 `json:"low_tasks"`
+	// AboveTasks is the number of tasks still holding a PID at or above
+	// pid_max: taken before pid_max was lowered (found on the real node,
+	// where they made the usage read 114 %).
+	AboveTasks uint64 `json:"above_tasks,omitempty"`
 	// PIDLimit is the number of tasks the PID space can hold. Before
 	// allocation first passes RESERVED_PIDS, PIDs come from [1, pid_max):
 	// pid_max−1. After, new PIDs come only from [300, pid_max)
 	// (kernel/pid.c alloc_pid), so the space holds pid_max−300 tasks plus
-	// those still holding a PID below 300.
+	// those still holding a PID below 300 or at or above pid_max.
 	PIDLimit uint64 `json:"pid_limit"`
 	// Limit is min(PIDLimit, ThreadsMax): the task count at which fork fails.
 	Limit uint64 `json:"limit"`
@@ -75,7 +79,7 @@ func (n Node) Free() uint64 {
 func (n *Node) derive() {
 	n.PIDLimit = n.PIDMax - 1
 	if n.LastPID >= ReservedPIDs && n.PIDMax > ReservedPIDs {
-		n.PIDLimit = n.PIDMax - ReservedPIDs + n.LowTasks
+		n.PIDLimit = n.PIDMax - ReservedPIDs + n.LowTasks + n.AboveTasks
 	}
 	n.Limit, n.Binding = n.PIDLimit, BindingPIDMax
 	if n.ThreadsMax > 0 && n.ThreadsMax < n.PIDLimit {

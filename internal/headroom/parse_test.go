@@ -1,10 +1,14 @@
 package headroom
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/pidpressure/pidpressure/internal/hostfs"
 )
 
 func TestParseLoadavg(t *testing.T) {
@@ -172,6 +176,9 @@ func TestNodeDerive(t *testing.T) {
 		{name: "after wrap, low tasks count", n: Node{PIDMax: 32768, ThreadsMax: 192730, LastPID: 1965, LowTasks: 67}, wantLimit: 32535, wantBinding: BindingPIDMax},
 		{name: "threads-max binds", n: Node{PIDMax: 4194304, ThreadsMax: 20000, LastPID: 9000}, wantLimit: 20000, wantBinding: BindingThreadsMax},
 		{name: "namespace pid_max 400", n: Node{PIDMax: 400, ThreadsMax: 192730, LastPID: 399, LowTasks: 298}, wantLimit: 398, wantBinding: BindingPIDMax},
+		// The real node's incident: pid_max lowered to 741 under 172 tasks,
+		// 70 of them holding PIDs above it; 573 tasks fill it.
+		{name: "pid_max lowered under running tasks", n: Node{PIDMax: 741, ThreadsMax: 23696, LastPID: 740, LowTasks: 62, AboveTasks: 70}, wantLimit: 573, wantBinding: BindingPIDMax},
 	}
 	for _, tt := range tests {
 		n := tt.n
@@ -179,6 +186,36 @@ func TestNodeDerive(t *testing.T) {
 		if n.Limit != tt.wantLimit || n.Binding != tt.wantBinding {
 			t.Errorf("%s: limit %d binding %s; want %d %s", tt.name, n.Limit, n.Binding, tt.wantLimit, tt.wantBinding)
 		}
+	}
+}
+
+// TestCountTasksOutsideTheAllocatableRange counts, by TID, the tasks that
+// hold PIDs no new task can take: below 300, and at or above a pid_max
+// lowered after they started (a process's threads can be on either side).
+func TestCountTasksOutsideTheAllocatableRange(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	for pid, tids := range map[string][]string{
+		"1":   {"1"},
+		"250": {"250", "251", "900"},
+		"500": {"500", "741", "5000"},
+		"900": {"900"},
+	} {
+		for _, tid := range tids {
+			if err := os.MkdirAll(filepath.Join(dir, "proc", pid, "task", tid), 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "proc", "sys"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	got, err := CountTasks(hostfs.New(dir), 741)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (TaskCount{Tasks: 8, Low: 3, Above: 4}); got != want {
+		t.Errorf("CountTasks(pid_max 741) = %+v, want %+v", got, want)
 	}
 }
 

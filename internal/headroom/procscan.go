@@ -246,24 +246,26 @@ type TaskCount struct {
 	Tasks uint64
 	// Low is the number of tasks whose TID is below ReservedPIDs.
 	Low uint64
+	// Above is the number of tasks whose TID is at or above the pid_max
+	// counted against (taken before pid_max was lowered).
+	Above uint64
 	// Skipped counts processes that exited during the count.
 	Skipped uint64
 }
 
 // CountTasks counts the tasks visible in the proc root by listing every
 // /proc/PID/task directory: the task count of the PID namespace the proc
-// mount belongs to. With lowOnly it looks only at processes below
-// ReservedPIDs (their threads can have any TID, and are counted by TID).
-func CountTasks(root hostfs.Root, lowOnly bool) (TaskCount, error) {
+// mount belongs to, with those whose TID lies outside [ReservedPIDs,
+// pidMax), where new PIDs no longer come from.
+func CountTasks(root hostfs.Root, pidMax uint64) (TaskCount, error) {
 	var c TaskCount
 	entries, err := os.ReadDir(root.Proc)
 	if err != nil {
 		return c, err
 	}
 	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || (lowOnly && pid >= ReservedPIDs) {
-			continue
+		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue // not a process
 		}
 		ts, err := os.ReadDir(root.ProcPath(e.Name(), "task"))
 		if err != nil {
@@ -275,8 +277,13 @@ func CountTasks(root hostfs.Root, lowOnly bool) (TaskCount, error) {
 		}
 		c.Tasks += uint64(len(ts))
 		for _, t := range ts {
-			if tid, err := strconv.Atoi(t.Name()); err == nil && tid < ReservedPIDs {
+			tid, err := strconv.ParseUint(t.Name(), 10, 64)
+			switch {
+			case err != nil:
+			case tid < ReservedPIDs:
 				c.Low++
+			case tid >= pidMax:
+				c.Above++
 			}
 		}
 	}

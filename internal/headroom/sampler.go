@@ -20,9 +20,12 @@ type Sampler struct {
 	threadsMax *hostfs.File
 	lastPID    *hostfs.File
 	nested     *bool
-	// lowTasks caches, in the initial namespace, the tasks holding PIDs
-	// below 300: mostly kernel threads started at boot, so counted once.
-	lowTasks *uint64
+	// outside caches, in the initial namespace, the count of the tasks
+	// holding PIDs below 300 (mostly kernel threads started at boot) and
+	// at or above pid_max (taken before it was lowered): no new task takes
+	// such a PID, so they are counted once for each pid_max, outsideFor.
+	outside    *TaskCount
+	outsideFor uint64
 }
 
 // NewSampler returns a sampler of the host at root. Files are opened on first use.
@@ -111,11 +114,11 @@ func (s *Sampler) Node() (Node, error) {
 	}
 	if nested {
 		n.Namespace, n.TasksSource = "nested", "proc"
-		c, err := CountTasks(s.root, false)
+		c, err := CountTasks(s.root, n.PIDMax)
 		if err != nil {
 			return n, fmt.Errorf("counting the namespace's tasks: %w", err)
 		}
-		n.Tasks, n.LowTasks = c.Tasks, c.Low
+		n.Tasks, n.LowTasks, n.AboveTasks = c.Tasks, c.Low, c.Above
 		// ns_last_pid is the namespace's; loadavg's last PID is too, but read
 		// the dedicated file where it exists.
 		if last, err := s.readUint(&s.lastPID, s.root.ProcPath("sys", "kernel", "ns_last_pid")); err == nil {
@@ -130,14 +133,14 @@ func (s *Sampler) Node() (Node, error) {
 		if n.Tasks, n.LastPID, err = parseLoadavg(b); err != nil {
 			return n, err
 		}
-		if s.lowTasks == nil {
-			c, err := CountTasks(s.root, true)
+		if s.outside == nil || s.outsideFor != n.PIDMax {
+			c, err := CountTasks(s.root, n.PIDMax)
 			if err != nil {
-				return n, fmt.Errorf("counting tasks with PIDs below %d: %w", ReservedPIDs, err)
+				return n, fmt.Errorf("counting tasks with PIDs below %d or from pid_max %d: %w", ReservedPIDs, n.PIDMax, err)
 			}
-			s.lowTasks = &c.Low
+			s.outside, s.outsideFor = &c, n.PIDMax
 		}
-		n.LowTasks = *s.lowTasks
+		n.LowTasks, n.AboveTasks = s.outside.Low, s.outside.Above
 	}
 	n.derive()
 	return n, nil
