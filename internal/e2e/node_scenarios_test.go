@@ -56,6 +56,7 @@ func scenarioJoin(t *testing.T, n *realNode) {
 		"kubelet v1.37.2":   info.KubeletVersion == "v1.37.2",
 		"boot ID":           info.BootID != "",
 		"address 10.0.2.15": hasAddress(nd, "10.0.2.15"),
+		"2 CPUs online":     nd.Status.Capacity.Cpu().Value() == 2, // booted with one, the other brought online by run.sh
 	} {
 		if !ok {
 			t.Errorf("System Info lacks %s: %+v, addresses %+v", what, info, nd.Status.Addresses)

@@ -108,7 +108,7 @@ func bootNode(t *testing.T) *realNode {
 	start := time.Now()
 	go func() {
 		res, err := nodevm.Run(ctx, nodevm.Options{ImageDir: image, Script: string(script), Files: files, Timeout: 40 * time.Minute,
-			MemoryMB: 3072, Forward: []nodevm.Forward{{GuestPort: 6443, HostPort: port}}, Stop: n.stop, Share: n.share})
+			MemoryMB: 3072, CPUs: nodevm.DefaultCPUs, BootCPUs: 1, Forward: []nodevm.Forward{{GuestPort: 6443, HostPort: port}}, Stop: n.stop, Share: n.share})
 		n.done <- nodeOutcome{res, err}
 	}()
 	t.Cleanup(func() {

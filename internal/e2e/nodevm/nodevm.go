@@ -66,6 +66,13 @@ type Options struct {
 	Timeout time.Duration
 	// MemoryMB and CPUs size the guest (DefaultMemoryMB, DefaultCPUs if 0).
 	MemoryMB, CPUs int
+	// BootCPUs, when between 1 and CPUs, boots the guest with only that
+	// many CPUs online (maxcpus=); the script brings the others online
+	// (/sys/devices/system/cpu/cpuN/online). Kernel code patched while one
+	// CPU runs cannot be met half-patched by another: multi-threaded TCG
+	// can run a stale copy of code the kernel has just rewritten (a static
+	// key flipped), and the guest oopses (see testdata/node/run.sh).
+	BootCPUs int
 	// Console, if set, receives the serial console as it arrives.
 	Console io.Writer
 	// TempDir is where the share is created (os.TempDir() if empty).
@@ -235,8 +242,17 @@ func qemuArgs(opts Options, share string) []string {
 		"-initrd", filepath.Join(opts.ImageDir, initrdFile),
 		"-drive", "file=" + filepath.Join(opts.ImageDir, rootFile) + ",format=raw,if=virtio,snapshot=on",
 		"-virtfs", "local,path=" + share + ",mount_tag=hostshare,security_model=none,id=hostshare",
-		"-append", "console=ttyS0 root=/dev/vda rw quiet panic=-1 mitigations=off tsc=reliable no_timer_check i8042.noaux i8042.nopnp",
+		"-append", cmdline(opts),
 	}
+}
+
+// cmdline is the guest kernel's command line.
+func cmdline(opts Options) string {
+	s := "console=ttyS0 root=/dev/vda rw quiet panic=-1 mitigations=off tsc=reliable no_timer_check i8042.noaux i8042.nopnp"
+	if opts.BootCPUs > 0 && opts.BootCPUs < opts.CPUs {
+		s += " maxcpus=" + strconv.Itoa(opts.BootCPUs)
+	}
+	return s
 }
 
 // writeShare lays out run.sh and the other files in the share.

@@ -39,6 +39,22 @@ table ip node {
 }
 NFT
 
+# The guest boots with one CPU online (maxcpus=1). Multi-threaded TCG can
+# run a stale copy of kernel code the kernel has just rewritten: flipping a
+# static key patches the code at each of its uses, and the guest oopsed in
+# the scheduler (int3 in check_preempt_wakeup_fair, a torn jump in
+# dequeue_entities) when the agent's pod, the first with a CPU limit,
+# turned CFS bandwidth on while the other CPU ran. So the keys are flipped
+# now, on one CPU: nftables' hooks above, and CFS bandwidth, kept on for
+# good by an empty cgroup with a quota. Then the other CPUs come online.
+echo +cpu >/sys/fs/cgroup/cgroup.subtree_control
+mkdir -p /sys/fs/cgroup/cfs-bandwidth.pin
+echo "100000000 100000" >/sys/fs/cgroup/cfs-bandwidth.pin/cpu.max || fail "turning CFS bandwidth on"
+for c in /sys/devices/system/cpu/cpu[1-9]*/online; do
+	[ -e "$c" ] && { echo 1 >"$c" || fail "bringing $c online"; }
+done
+kv cpus "$(nproc)"
+
 install -m 0755 /mnt/host/bin/containerd /mnt/host/bin/containerd-shim-runc-v2 /mnt/host/bin/ctr /mnt/host/bin/kubelet /usr/local/bin/
 mkdir -p /etc/containerd /etc/cni/net.d /etc/kubernetes /var/lib/kubelet
 cat > /etc/containerd/config.toml <<'TOML'
