@@ -34,6 +34,15 @@ func workloadPod(name string, args ...string) *corev1.Pod {
 	}
 }
 
+// threadsPod is a workload pod that creates threads when the share's
+// scenario/trigger file holds "go" (workload.c's threads mode).
+func threadsPod(name, trigger string) *corev1.Pod {
+	p := workloadPod(name, "threads", "/scenario/"+trigger)
+	p.Spec.Volumes = []corev1.Volume{{Name: "scenario", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: "/mnt/host/scenario"}}}}
+	p.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: "scenario", MountPath: "/scenario"}}
+	return p
+}
+
 // runPods creates the pods and waits until all run.
 func runPods(t *testing.T, pods ...*corev1.Pod) {
 	t.Helper()
@@ -138,9 +147,8 @@ func scenarioPodLimit(t *testing.T, n *realNode) {
 	})
 	var metric string
 	eventually(t, time.Minute, "the pod's refusals in the metrics", func() (bool, string) {
-		body := n.agentMetrics(t)
-		for _, l := range strings.Split(body, "\n") {
-			if strings.HasPrefix(l, "pidpressure_cgroup_pids_max_events_total{") && strings.Contains(l, `namespace="default"`) && strings.Contains(l, `pod="forker"`) && !strings.HasSuffix(l, " 0") {
+		for _, l := range metricLines(n.agentMetrics(t), "pidpressure_cgroup_pids_max_events_total", `namespace="default"`, `pod="forker"`) {
+			if !strings.HasSuffix(l, " 0") {
 				metric = l
 				return true, ""
 			}
@@ -210,15 +218,20 @@ func (n *realNode) capture(t *testing.T) {
 }
 
 // incidentScript is the incident inside the node. It runs before the node
-// is exhausted and forks nothing once it is: it lowers kernel.pid_max so
-// that 400 PIDs are left free (after a wrap the kernel hands out PIDs from
-// 300 up, so the new pid_max is 300 plus the PIDs in use above 300 below
-// it plus 400: a little above the running task count; the write is
-// checked), starts a
-// shell unit that forks when told (its "fork: retry" goes to the journal),
-// tells the threads pods to go (the trigger in the share, which they
-// mount), then waits for the host's release, restores pid_max and prints
-// what the node's own programs said.
+// is exhausted and forks nothing once it is:
+//   - it lowers kernel.pid_max so that 400 PIDs are left free (after a wrap
+//     the kernel hands out PIDs from 300 up, so the new pid_max is 300 plus
+//     the PIDs in use above 300 below it plus 400: a little above the
+//     running task count; the write is checked);
+//   - it starts a shell unit that forks when told (its "fork: retry" goes
+//     to the journal);
+//   - it restarts the kubelet, as an upgrade or a crash does, and at once
+//     tells the threads pods to go (the trigger in the share, which they
+//     mount): the kubelet needs new threads while the node runs out, and
+//     systemd keeps restarting it;
+//   - it waits for the host's release, restores pid_max, starts the kubelet
+//     again if systemd gave up on it, and prints what the node's own
+//     programs said.
 var incidentScript = `
 set -u
 nap() { read -r -t "$1" <>/run/nap.fifo; true; }
@@ -231,15 +244,20 @@ new=$(` + pidMaxLeaving(400) + `)
 echo "$new" >/proc/sys/kernel/pid_max
 read -r got </proc/sys/kernel/pid_max
 [ "$got" = "$new" ] || { echo "pid_max is $got, not $new: not exhausting"; exit 1; }
+systemctl restart kubelet.service
 echo go >/mnt/host/scenario/trigger
 echo "tasks=$tasks pid_max=$new old_pid_max=$old" >/mnt/host/scenario/armed
 for _ in $(seq 1 1500); do [ -e /mnt/host/scenario/release ] && break; nap 0.2; done
 echo stop >/mnt/host/scenario/trigger
 echo "$old" >/proc/sys/kernel/pid_max
+systemctl reset-failed kubelet.service 2>/dev/null
+systemctl start kubelet.service
 echo "tasks=$tasks pid_max=$new old_pid_max=$old"
 nap 2
 echo "--- the node's journal"
-journalctl --no-pager -o short-precise --since=@$start | grep -E 'fork: retry|failed to create new OS thread|newosproc|pthread_create|Resource temporarily unavailable|Failed to fork' | head -60
+journalctl --no-pager -o short-precise --since=@$start | grep -E 'fork: retry|failed to create new OS thread|newosproc|pthread_create|Resource temporarily unavailable|Failed to fork|Failed to spawn' | head -80
+echo "--- the kubelet's own"
+journalctl --no-pager -o short-precise --since=@$start -u kubelet.service | grep -E 'failed to create new OS thread|newosproc|Resource temporarily unavailable' | head -10
 echo "--- the threads pods"
 grep -h -m3 -E 'first_failure|pthread_create failed' /var/log/pods/default_threads-*/workload/0.log
 `
@@ -254,13 +272,7 @@ func scenarioIncident(t *testing.T, n *realNode) {
 	if err := os.WriteFile(filepath.Join(dir, "trigger"), []byte("wait\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	threads := func(name string) *corev1.Pod {
-		p := workloadPod(name, "threads", "/scenario/trigger")
-		p.Spec.Volumes = []corev1.Volume{{Name: "scenario", VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: "/mnt/host/scenario"}}}}
-		p.Spec.Containers[0].VolumeMounts = []corev1.VolumeMount{{Name: "scenario", MountPath: "/scenario"}}
-		return p
-	}
-	runPods(t, threads("threads-a"), threads("threads-b"))
+	runPods(t, threadsPod("threads-a", "trigger"), threadsPod("threads-b", "trigger"))
 	offset, bound := n.clockOffset(t)
 	released := false
 	release := func() {
@@ -326,6 +338,13 @@ func scenarioIncident(t *testing.T, n *realNode) {
 			t.Errorf("the condition's message lacks %q: %s", want, cond.Message)
 		}
 	}
+	// The usable PIDs count the tasks that kept PIDs above the lowered
+	// pid_max: the usage is never above 100 % (it read 573 of 503 before).
+	if m := regexp.MustCompile(`node tasks (\d+) of (\d+) usable`).FindStringSubmatch(cond.Message); m == nil {
+		t.Errorf("the condition's message gives no usage: %s", cond.Message)
+	} else if tasks, _ := strconv.Atoi(m[1]); tasks > func() int { u, _ := strconv.Atoi(m[2]); return u }() {
+		t.Errorf("more tasks than usable PIDs: %s", m[0])
+	}
 	// The incident goes on for 20 s more before the host releases it: the
 	// node's own programs keep needing tasks (the kubelet, containerd,
 	// systemd) and fail as they would.
@@ -333,8 +352,15 @@ func scenarioIncident(t *testing.T, n *realNode) {
 	release()
 	r := <-done
 	done <- r
-	for _, who := range []string{"kubelet", "containerd", "systemd"} {
-		if m := regexp.MustCompile(`(?m)^.* ` + who + `\[\d+\]: .*(failed to create new OS thread|newosproc|Resource temporarily unavailable).*$`).FindString(r.out); m != "" {
+	// The kubelet, restarted as the node ran out, cannot create its
+	// threads: the Go runtime's own words, as in the incident.
+	if m := regexp.MustCompile(`(?m)^.* kubelet\[\d+\]: .*(failed to create new OS thread|newosproc).*$`).FindString(r.out); m != "" {
+		t.Logf("the kubelet failed: %s", m)
+	} else {
+		t.Errorf("the kubelet never failed to create a thread:\n%s", r.out)
+	}
+	for _, who := range []string{"containerd", "systemd"} {
+		if m := regexp.MustCompile(`(?m)^.* ` + who + `\[\d+\]: .*(failed to create new OS thread|newosproc|Resource temporarily unavailable|Failed to fork|Failed to spawn).*$`).FindString(r.out); m != "" {
 			t.Logf("%s failed too: %s", who, m) // not every run: it depends on when each needs a new task
 		}
 	}

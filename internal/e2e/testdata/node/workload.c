@@ -5,8 +5,10 @@
  *
  *   workload pause             the pod sandbox: waits for SIGTERM
  *   workload threads TRIGGER   when TRIGGER holds "go", creates threads
- *                              until pthread_create fails, then holds them;
- *                              exits when TRIGGER holds "stop"
+ *                              until pthread_create fails, then holds them
+ *                              and tries again every second; tries no more
+ *                              while TRIGGER holds "hold"; exits when it
+ *                              holds "stop"
  *   workload fork              forks children that wait, until fork fails,
  *                              and keeps trying every 200 ms
  *   workload sleep             waits and never reaps its children: the
@@ -86,13 +88,16 @@ static void threads(const char *path) {
 			printf("first_failure=%.3f threads=%ld\n", now(), made);
 		printf("pthread_create failed: %s\n", strerror(err));
 		fflush(stdout);
-		for (int i = 0; i < 10; i++) {
+		/* A second between tries, longer while TRIGGER holds "hold". */
+		for (int i = 0;; i++) {
 			trigger(path, word);
 			if (strcmp(word, "stop") == 0) {
 				printf("released after %ld threads, %ld failures\n", made, failed);
 				fflush(stdout);
 				_exit(0);
 			}
+			if (i >= 10 && strcmp(word, "hold") != 0)
+				break;
 			nap(100);
 		}
 	}
