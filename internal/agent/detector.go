@@ -262,3 +262,16 @@ func Who(l logline.Line) string {
 	}
 	return s + ")"
 }
+
+// relayedWho names a failure of the runtime's unit that the line's process
+// reported: "containerd.service (reported by kubelet, pid 516)".
+func relayedWho(unit string, l logline.Line) string {
+	by := logline.Sanitize(l.Origin.Comm, 32)
+	if by == "" {
+		by = "a process"
+	}
+	if l.Origin.PID > 0 {
+		by += ", pid " + strconv.Itoa(l.Origin.PID)
+	}
+	return unit + " (reported by " + by + ")"
+}

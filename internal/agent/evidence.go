@@ -73,6 +73,18 @@ func (d *Detector) lineFailure(r Report) verdict.Failure {
 	if o.PID == logline.Unknown {
 		o.PID = 0
 	}
+	who := Who(l)
+	if h.Fields.Relayed {
+		// The line relays a failure through a gRPC error: the kubelet
+		// reporting what the container runtime could not start (found on
+		// the real node, where containerd.service at its TasksMax was
+		// reported as the kubelet failing with no limit at its maximum).
+		// The process that failed ran in the runtime's unit.
+		if u := headroom.RuntimeUnit(d.hs); u != "" && l.Origin.Unit != u {
+			o = headroom.Origin{UID: -1, Cgroup: "/system.slice/" + u}
+			who = relayedWho(u, l)
+		}
+	}
 	now := d.clock.Now()
 	node := d.peakAround(l.Time)
 	a := d.attribute(o, node, now)
@@ -102,7 +114,7 @@ func (d *Detector) lineFailure(r Report) verdict.Failure {
 	if a.Cgroup != nil {
 		a.Cgroup.Rejected = d.refusedSince(*a.Cgroup)
 	}
-	return verdict.Failure{Class: h.Class, Signature: h.Signature, Trust: h.Trust, Who: Who(l), Attribution: a}
+	return verdict.Failure{Class: h.Class, Signature: h.Signature, Trust: h.Trust, Who: who, Attribution: a}
 }
 
 // lateLine is how long after it was logged a line must be read for the

@@ -17,6 +17,24 @@ func NodeUnits() []string {
 	return []string{"kubelet.service", "containerd.service", "crio.service", "docker.service", "cri-docker.service"}
 }
 
+// runtimeUnits are the container runtimes' units, in the order looked for.
+var runtimeUnits = []string{"containerd.service", "crio.service", "docker.service"}
+
+// RuntimeUnit returns the unit of the container runtime on the host: the
+// first of containerd, CRI-O and Docker whose cgroup is in one of hs, or
+// "". The processes the runtime runs (shims, runc, CNI plugins) start in
+// its cgroup, under its TasksMax.
+func RuntimeUnit(hs []Hierarchy) string {
+	for _, u := range runtimeUnits {
+		for _, h := range hs {
+			if isDir(filepath.Join(h.Dir, "system.slice", u)) {
+				return u
+			}
+		}
+	}
+	return ""
+}
+
 // podDir recognises a pod's cgroup directory, for the systemd driver
 // (kubepods-burstable-pod0f3e1a2b_4c5d_….slice, kubepods-pod….slice) and the
 // cgroupfs driver (pod0f3e1a2b-4c5d-…).

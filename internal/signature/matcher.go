@@ -216,6 +216,7 @@ func (c *compiled) confirm(msg string, prev contextSource) (Hit, bool) {
 		Limit:   atoi(group(c.gLimit)),
 		Cgroup:  clip(group(c.gCgroup)),
 		Program: clip(strings.TrimSpace(group(c.gProgram))),
+		Relayed: strings.Contains(msg[:sm[0]], grpcRelay),
 	}
 	hint := group(c.gErrno)
 	if hint == "" {

@@ -84,7 +84,16 @@ type Fields struct {
 	Cgroup string `json:"cgroup,omitempty"`
 	// Program is the program or command that could not be started.
 	Program string `json:"program,omitempty"`
+	// Relayed says the line reports the failure of the far end of a gRPC
+	// call ("rpc error: code = … desc = …" before the match): the kubelet
+	// relays the container runtime's errors so, and the process that failed
+	// is then not the one that logged the line.
+	Relayed bool `json:"relayed,omitempty"`
 }
+
+// grpcRelay opens a gRPC error's text as a client logs it (status.Error's
+// "rpc error: code = %s desc = %s").
+const grpcRelay = "rpc error: code = "
 
 // ErrRule is wrapped by every error about an invalid rule.
 var ErrRule = errors.New("invalid rule")
