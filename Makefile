@@ -50,15 +50,15 @@ test-e2e: controlplane controllers tools node-image node-bins tracefs
 demo: controlplane
 	cd internal/e2e && KUBEBUILDER_ASSETS=$(CP_DIR) $(GO) run ./demo
 
-## demo-node: the incident on a real node for a newcomer: the node VM (systemd, cgroup v2, containerd, kubelet) joins a real control plane, the agent runs as its DaemonSet's pod, pid_max is lowered inside the VM until containerd and shells fail; prints kubectl describe node and the node's own failure lines, exits 1 if PIDPressureRisk did not turn True PIDExhausted (about 5 minutes warm; needs root)
+## demo-node: the incident on a real node for a newcomer: the node VM (systemd, cgroup v2, containerd, kubelet) joins a real control plane, the agent runs as its DaemonSet's pod, pid_max is lowered inside the VM until the kubelet dies of newosproc and shells fail; prints kubectl describe node and the node's own failure lines, exits 1 if PIDPressureRisk did not turn True PIDExhausted (about 5 minutes warm; needs root)
 .PHONY: demo-node
 demo-node: controlplane controllers node-image node-bins
 	cd internal/e2e && KUBEBUILDER_ASSETS=$(CP_DIR) CONTROLLERS_BIN=$(CTRL_DIR) NODEVM_IMAGE=$(NODEVM_DIR) NODEVM_BINS=$(NODEBIN_DIR) PIDPRESSURE_REQUIRE_SUPPORTED=1 $(GO) test -count=1 -timeout 30m -run 'TestNode$$/^(Join|Incident)$$' -v .
 
-## capture-hosts: capture testdata/hosts/cgroupv2-node-vm-pod-at-limit from the real node (a pod at its podPidsLimit, the kernel's own pids files; about 4 minutes warm; needs root)
+## capture-hosts: capture the cgroup v2 trees of testdata/hosts from the real node (cgroupv2-node-vm-*: a pod at its podPidsLimit, containerd.service at its TasksMax, zombies; the kernel's own pids files; about 7 minutes warm; needs root)
 .PHONY: capture-hosts
 capture-hosts: controlplane controllers node-image node-bins
-	cd internal/e2e && KUBEBUILDER_ASSETS=$(CP_DIR) CONTROLLERS_BIN=$(CTRL_DIR) NODEVM_IMAGE=$(NODEVM_DIR) NODEVM_BINS=$(NODEBIN_DIR) PIDPRESSURE_REQUIRE_SUPPORTED=1 PIDPRESSURE_CAPTURE_HOST=$(CURDIR)/testdata/hosts/cgroupv2-node-vm-pod-at-limit $(GO) test -count=1 -timeout 30m -run 'TestNode$$/^(Join|PodAtItsLimit)$$' -v .
+	cd internal/e2e && KUBEBUILDER_ASSETS=$(CP_DIR) CONTROLLERS_BIN=$(CTRL_DIR) NODEVM_IMAGE=$(NODEVM_DIR) NODEVM_BINS=$(NODEBIN_DIR) PIDPRESSURE_REQUIRE_SUPPORTED=1 PIDPRESSURE_CAPTURE_HOSTS=$(CURDIR)/testdata/hosts $(GO) test -count=1 -timeout 30m -run 'TestNode$$/^(Join|PodAtItsLimit|UnitAtItsTasksMax|Zombies)$$' -v .
 
 ## test-short: the quick loop: unit tests only (-short skips live-host tests)
 .PHONY: test-short

@@ -168,30 +168,9 @@ func scenarioPodLimit(t *testing.T, n *realNode) {
 	if cond, ok, err := cluster.Condition(context.Background(), vmNode); err != nil || !ok || cond.Status != corev1.ConditionFalse {
 		t.Errorf("a pod at its own limit turned the node's condition: %+v %v %v", cond, ok, err)
 	}
-	n.capture(t)
-}
-
-// captureEnv, when set to a directory, makes TestNode/PodAtItsLimit write
-// the node's captured tree there (make capture-hosts sets it to
-// testdata/hosts/cgroupv2-node-vm-pod-at-limit).
-const captureEnv = "PIDPRESSURE_CAPTURE_HOST"
-
-// capture takes the node's trimmed /proc, /sys/fs/cgroup and /var while
-// the pod is at its limit (testdata/node/capture.sh), and reads it with the
-// agent's own reader as the unit tests read testdata/hosts: the pod at its
-// limit with its refusals, the slices above it with none of their own.
-func (n *realNode) capture(t *testing.T) {
-	t.Helper()
-	script, err := os.ReadFile(filepath.Join("testdata", "node", "capture.sh"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("capture: %s", strings.TrimSpace(n.exec(t, 2*time.Minute, string(script))))
-	dir := filepath.Join(n.share, "capture")
-	d, err := headroom.Diagnose(hostfs.New(dir), headroom.DiagnoseOptions{})
-	if err != nil {
-		t.Fatalf("the agent's reader on the captured node: %v", err)
-	}
+	// The captured tree, read by the agent's reader: the pod at its limit
+	// with its refusals, the slices above it with none of their own.
+	d := n.capture(t, "cgroupv2-node-vm-pod-at-limit", "Pod default/forker forks until its pod's pids.max (300) refuses. The kernel counts each refusal in the pod's pids.events.local and, hierarchically, in pids.events of the pod and of every slice above it (kubepods.slice was read first, so its counter is lower).")
 	var pod *headroom.Cgroup
 	for i, c := range d.Cgroups {
 		switch {
@@ -206,7 +185,31 @@ func (n *realNode) capture(t *testing.T) {
 	if pod == nil || pod.Max != headroom.Finite(300) || pod.Rejected == 0 {
 		t.Errorf("the captured pod default/forker: %+v", pod)
 	}
+}
+
+// captureEnv, when set to a directory, makes TestNode's scenarios write
+// the node's captured trees there (make capture-hosts sets it to
+// testdata/hosts).
+const captureEnv = "PIDPRESSURE_CAPTURE_HOSTS"
+
+// capture takes the node's trimmed /proc, /sys/fs/cgroup and /var
+// (testdata/node/capture.sh) as the tree name, whose README says about,
+// and reads it with the agent's own reader, as the unit tests read
+// testdata/hosts; the scenario asserts on what the reader found.
+func (n *realNode) capture(t *testing.T, name, about string) headroom.Diagnosis {
+	t.Helper()
+	script, err := os.ReadFile(filepath.Join("testdata", "node", "capture.sh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("capture %s: %s", name, strings.TrimSpace(n.exec(t, 2*time.Minute, "name="+shellQuote(name)+" about="+shellQuote(about)+"\n"+string(script))))
+	dir := filepath.Join(n.share, "capture")
+	d, err := headroom.Diagnose(hostfs.New(dir), headroom.DiagnoseOptions{})
+	if err != nil {
+		t.Fatalf("the agent's reader on the captured node: %v", err)
+	}
 	if dst := os.Getenv(captureEnv); dst != "" {
+		dst = filepath.Join(dst, name)
 		if err := os.RemoveAll(dst); err != nil {
 			t.Fatal(err)
 		}
@@ -215,7 +218,11 @@ func (n *realNode) capture(t *testing.T) {
 		}
 		t.Logf("the capture is in %s", dst)
 	}
+	return d
 }
+
+// shellQuote quotes s for bash.
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
 // incidentScript is the incident inside the node. It runs before the node
 // is exhausted and forks nothing once it is:
@@ -353,9 +360,23 @@ func scenarioIncident(t *testing.T, n *realNode) {
 	r := <-done
 	done <- r
 	// The kubelet, restarted as the node ran out, cannot create its
-	// threads: the Go runtime's own words, as in the incident.
+	// threads: the Go runtime's own words, as in the incident; the agent
+	// names it.
 	if m := regexp.MustCompile(`(?m)^.* kubelet\[\d+\]: .*(failed to create new OS thread|newosproc).*$`).FindString(r.out); m != "" {
 		t.Logf("the kubelet failed: %s", m)
+		eventually(t, time.Minute, "an Event naming the kubelet's failure", func() (bool, string) {
+			evs, err := cluster.Events(ctx, vmNode)
+			if err != nil {
+				return false, err.Error()
+			}
+			for _, e := range evs {
+				if e.Source.Component == agentComponent && strings.Contains(e.Message, "kubelet.service") {
+					t.Logf("Event %s: %s", e.Reason, e.Message)
+					return true, ""
+				}
+			}
+			return false, "no Event of the agent's names kubelet.service"
+		})
 	} else {
 		t.Errorf("the kubelet never failed to create a thread:\n%s", r.out)
 	}

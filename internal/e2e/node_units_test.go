@@ -10,7 +10,19 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/pidpressure/pidpressure/internal/headroom"
 )
+
+// hasCheck reports whether the diagnosis's audit has the check.
+func hasCheck(d headroom.Diagnosis, check string) bool {
+	for _, f := range d.Audit {
+		if f.Check == check {
+			return true
+		}
+	}
+	return false
+}
 
 // scenarioTasksMax: containerd.service at a TasksMax just above its
 // tasks. A new pod's container cannot start (containerd cannot fork its
@@ -30,6 +42,20 @@ echo "tasks=$cur max=$(cat /sys/fs/cgroup/system.slice/containerd.service/pids.m
 			t.Errorf("the condition did not clear once TasksMax was raised: %v", err)
 		} else {
 			t.Logf("cleared: %s %s", c.Reason, c.Message)
+		}
+		// The kubelet relays containerd's failures (gRPC errors): they are
+		// containerd.service's, not the kubelet's.
+		evs, err := cluster.Events(ctx, vmNode)
+		if err != nil {
+			t.Error(err)
+		}
+		for _, e := range evs {
+			if e.Source.Component == agentComponent && strings.HasPrefix(e.Message, "kubelet (pid") {
+				t.Errorf("an Event blames the kubelet for what it relays: %s %q", e.Reason, e.Message)
+			}
+			if e.Source.Component == agentComponent && strings.Contains(e.Message, "(reported by kubelet") {
+				t.Logf("Event %s: %s", e.Reason, e.Message)
+			}
 		}
 	}()
 	if _, err := cluster.Client.CoreV1().Pods("default").Create(ctx, workloadPod("blocked", "sleep"), metav1.CreateOptions{}); err != nil {
@@ -52,6 +78,17 @@ echo "tasks=$cur max=$(cat /sys/fs/cgroup/system.slice/containerd.service/pids.m
 		}
 		return false, fmt.Sprintf("%s %s %q %v", c.Status, c.Reason, c.Message, err)
 	})
+	t.Logf("the kubelet's and containerd's failures (cut):\n%s", n.exec(t, time.Minute, `journalctl --no-pager -o short-precise -u kubelet.service -u containerd.service | grep -i 'temporarily unavailable' | tail -n 6 | cut -c1-400`))
+	d := n.capture(t, "cgroupv2-node-vm-unit-at-tasksmax", "containerd.service is at a TasksMax of its tasks + 1 (systemctl set-property --runtime); pod default/blocked cannot start: the network plugin containerd runs for its sandbox cannot create a thread. The kernel counts the unit's refusals in its pids.events.local.")
+	var unit *headroom.Cgroup
+	for i, c := range d.Cgroups {
+		if c.Kind == headroom.KindUnit && c.Unit == "containerd.service" {
+			unit = &d.Cgroups[i]
+		}
+	}
+	if unit == nil || unit.Max.Unlimited || unit.Rejected == 0 || !hasCheck(d, "UnitTasksMaxFinite") {
+		t.Errorf("the captured containerd.service: %+v; audit %+v", unit, d.Audit)
+	}
 	if p, err := cluster.Client.CoreV1().Pods("default").Get(ctx, "blocked", metav1.GetOptions{}); err == nil && p.Status.Phase == corev1.PodRunning {
 		t.Errorf("the pod started although containerd.service was at its TasksMax")
 	}
@@ -127,6 +164,16 @@ echo "pid_max=$(cat /proc/sys/kernel/pid_max) old_pid_max=$old"`)
 		out, _, _ := n.run(time.Minute, `ps -eo stat,ppid,comm | awk '$1 ~ /^Z/ {z[$2]++} END {for (p in z) print p, z[p]}'`)
 		return false, "zombies by parent: " + strings.TrimSpace(out)
 	})
+	d := n.capture(t, "cgroupv2-node-vm-zombies", "Pod default/zombies runs the workload as its container's init, which never reaps; its exec readiness probe leaves ten orphans a second, which become that init's zombies. Pods default/unreaped-a, -b and -c fork three children a second that exit and are never reaped. kernel.pid_max is lowered to leave 2,500 PIDs.")
+	parent := false
+	for _, z := range d.Scan.ZombieParents {
+		if z.Comm == "workload" && z.Pod != nil && z.Pod.String() == "default/zombies" && z.Zombies > 0 {
+			parent = true
+		}
+	}
+	if !parent {
+		t.Errorf("the captured tree has no zombie parent in pod default/zombies: %+v", d.Scan.ZombieParents)
+	}
 	// The growth (about 10 tasks a second) lasts until the pods' limits,
 	// about 100 s: the trend, fitted over a minute, predicts the limit.
 	var pred corev1.NodeCondition

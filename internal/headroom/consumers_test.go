@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -14,7 +15,7 @@ import (
 
 func TestTopConsumers(t *testing.T) {
 	t.Parallel()
-	root := host("cgroupv2-systemd-pod-at-limit")
+	root := host("cgroupv2-node-vm-zombies")
 	hs, err := Hierarchies(root)
 	if err != nil {
 		t.Fatal(err)
@@ -23,10 +24,15 @@ func TestTopConsumers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The real node's zombie pods outnumber every process: four pods and
+	// containerd.service. A process of many threads comes in among them.
 	got := TopConsumers(root, hs, scan)
-	if len(got) == 0 || len(got) > MaxConsumers {
-		t.Fatalf("TopConsumers = %+v", got)
+	if len(got) != MaxConsumers || got[0].Kind != ConsumerPod || got[0].Name != "default/zombies" ||
+		got[4] != (Consumer{Kind: ConsumerUnit, Name: "containerd.service", Tasks: got[4].Tasks}) {
+		t.Fatalf("TopConsumers = %+v, want 5, pod default/zombies first, containerd.service last", got)
 	}
+	scan.TopProcesses = append([]ProcessTasks{{Comm: "java", PID: 4242, Processes: 1, Tasks: 250}}, scan.TopProcesses...)
+	got = TopConsumers(root, hs, scan)
 	kinds := map[ConsumerKind]bool{}
 	for i, c := range got {
 		kinds[c.Kind] = true
@@ -34,12 +40,14 @@ func TestTopConsumers(t *testing.T) {
 			t.Errorf("not most first: %+v", got)
 		}
 	}
-	for _, k := range []ConsumerKind{ConsumerPod, ConsumerUnit, ConsumerProcess} {
+	for _, k := range []ConsumerKind{ConsumerPod, ConsumerProcess} {
 		if !kinds[k] {
 			t.Errorf("no %s among %+v", k, got)
 		}
 	}
-	t.Log(Consumers(got))
+	if s := Consumers(got); !strings.Contains(s, "java (pid 4242) 250 tasks") {
+		t.Errorf("Consumers = %s", s)
+	}
 }
 
 func TestKeepTop(t *testing.T) {

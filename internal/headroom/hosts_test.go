@@ -38,56 +38,6 @@ func hasFinding(d Diagnosis, check string) bool {
 	return false
 }
 
-func TestHostCgroupV2SystemdPodAtLimit(t *testing.T) {
-	t.Parallel()
-	d, err := Diagnose(host("cgroupv2-systemd-pod-at-limit"), DiagnoseOptions{})
-	if err != nil {
-		t.Fatalf("Diagnose() error = %v", err)
-	}
-	if len(d.Hierarchies) != 1 || d.Hierarchies[0].Version != 2 {
-		t.Errorf("hierarchies = %+v, want one v2", d.Hierarchies)
-	}
-	pod := cgroupByPath(t, d, "kubepods-burstable-pod0f3e1a2b_4c5d_4e6f_8a9b_0c1d2e3f4a5b.slice")
-	if pod.Kind != "pod" || !pod.AtLimit || pod.Rejected != 3187 || pod.Max != Finite(1024) || pod.Peak == nil || *pod.Peak != 1024 {
-		t.Errorf("pod cgroup = %+v", pod)
-	}
-	if pod.Pod == nil || pod.Pod.Namespace != "payments" || pod.Pod.Name != "api-7d9f8-x2x4z" {
-		t.Errorf("pod identity = %+v", pod.Pod)
-	}
-	ctr := cgroupByPath(t, d, "cri-containerd-3f4e5d6c7b8a99aabbccddeeff00112233445566778899aabbccddeeff001122.scope")
-	if ctr.Kind != "container" || ctr.Pod == nil || ctr.Pod.Name != "api-7d9f8-x2x4z" || ctr.AtLimit {
-		t.Errorf("container cgroup = %+v", ctr)
-	}
-	kp := cgroupByPath(t, d, "/kubepods.slice")
-	if kp.Kind != "kubepods" || !kp.Max.Unlimited {
-		t.Errorf("kubepods = %+v", kp)
-	}
-	unit := cgroupByPath(t, d, "kubelet.service")
-	if unit.Kind != "unit" || unit.Unit != "kubelet.service" || unit.Max != Finite(1000) {
-		t.Errorf("kubelet unit = %+v", unit)
-	}
-	if d.Attribution.Layer != LayerCgroup || d.Attribution.Cgroup == nil || d.Attribution.Cgroup.Kind != "pod" {
-		t.Errorf("attribution = %+v", d.Attribution)
-	}
-	if d.Scan.Zombies != 3 || len(d.Scan.ZombieParents) != 1 || d.Scan.ZombieParents[0].PID != 4090 ||
-		d.Scan.ZombieParents[0].Comm != "tini" || d.Scan.ZombieParents[0].Pod == nil {
-		t.Errorf("zombies = %d, parents %+v", d.Scan.Zombies, d.Scan.ZombieParents)
-	}
-	for _, check := range []string{"UnitTasksMaxFinite", "PodsUnlimited", "PIDEvictionThresholdUnset"} {
-		if !hasFinding(d, check) {
-			t.Errorf("audit lacks %s: %+v", check, d.Audit)
-		}
-	}
-	if f := findingOf(d, "ThreadsMaxBinding"); f == nil || f.Severity != SeverityInfo {
-		t.Errorf("threads-max 3091057 binding: finding %+v, want info", f)
-	}
-	for _, check := range []string{"PIDMaxLow", "PodPidsLimitUnset"} {
-		if hasFinding(d, check) {
-			t.Errorf("audit has %s but the host does not warrant it", check)
-		}
-	}
-}
-
 func TestHostCgroupV1Cgroupfs(t *testing.T) {
 	t.Parallel()
 	d, err := Diagnose(host("cgroupv1-cgroupfs"), DiagnoseOptions{})
@@ -344,7 +294,75 @@ func TestHostCapturedFromTheNodeVM(t *testing.T) {
 	if hier, err := parseEvents(b); err != nil || hier == 0 {
 		t.Errorf("kubepods.slice's pids.events max = %d, %v; want the pod's refusals counted there too", hier, err)
 	}
-	for _, f := range d.Audit {
-		t.Logf("audit: %s %s", f.Check, f.Message)
+	if pod.Pod == nil || pod.Pod.Namespace != "default" || pod.Pod.Name != "forker" || pod.Peak == nil {
+		t.Errorf("pod identity = %+v, peak %v", pod.Pod, pod.Peak)
+	}
+	if d.Attribution.Layer != LayerCgroup || d.Attribution.Cgroup == nil || d.Attribution.Cgroup.Kind != KindPod {
+		t.Errorf("attribution = %+v", d.Attribution)
+	}
+	// kubepods.slice holds the node's allocatable PIDs: threads-max less
+	// systemReserved.
+	kp := cgroupByPath(t, d, "/kubepods.slice")
+	if kp.Kind != KindKubepods || kp.Max.Unlimited {
+		t.Errorf("kubepods = %+v", kp)
+	}
+	if unit := cgroupByPath(t, d, "kubelet.service"); unit.Kind != KindUnit || unit.Unit != "kubelet.service" {
+		t.Errorf("kubelet unit = %+v", unit)
+	}
+	// The node: threads-max (23696 with 3 GiB) binds before pid_max
+	// (4194304); the kubelet sets podPidsLimit but no pid.available.
+	if f := findingOf(d, "ThreadsMaxBinding"); f == nil || f.Severity != SeverityWarning {
+		t.Errorf("threads-max binding: finding %+v, want warning", f)
+	}
+	if !hasFinding(d, "PIDEvictionThresholdUnset") {
+		t.Errorf("audit lacks PIDEvictionThresholdUnset: %+v", d.Audit)
+	}
+	for _, check := range []string{"PIDMaxLow", "PodPidsLimitUnset", "PodsUnlimited"} {
+		if hasFinding(d, check) {
+			t.Errorf("audit has %s but the node does not warrant it", check)
+		}
+	}
+}
+
+// TestHostCapturedUnitAtTasksMax: the real node with containerd.service at
+// its TasksMax (captured by TestNode/UnitAtItsTasksMax): the unit with its
+// finite TasksMax and its refusals, and the audit's finding.
+func TestHostCapturedUnitAtTasksMax(t *testing.T) {
+	t.Parallel()
+	d, err := Diagnose(host("cgroupv2-node-vm-unit-at-tasksmax"), DiagnoseOptions{})
+	if err != nil {
+		t.Fatalf("Diagnose() error = %v", err)
+	}
+	unit := cgroupByPath(t, d, "containerd.service")
+	if unit.Kind != KindUnit || unit.Unit != "containerd.service" || unit.Max.Unlimited || unit.Rejected == 0 {
+		t.Errorf("containerd.service = %+v, want a finite TasksMax that refused forks", unit)
+	}
+	if f := findingOf(d, "UnitTasksMaxFinite"); f == nil || !strings.Contains(f.Message, "containerd.service") {
+		t.Errorf("UnitTasksMaxFinite: %+v", f)
+	}
+	// The kubelet's unit has systemd's DefaultTasksMax (15 % of
+	// threads-max), far from reached.
+	if kubelet := cgroupByPath(t, d, "kubelet.service"); kubelet.Rejected != 0 || kubelet.AtLimit {
+		t.Errorf("kubelet.service = %+v, want below its limit and no refusals", kubelet)
+	}
+}
+
+// TestHostCapturedZombies: the real node with pods whose processes never
+// reap their children (captured by TestNode/Zombies): the census names the
+// parent in pod default/zombies.
+func TestHostCapturedZombies(t *testing.T) {
+	t.Parallel()
+	d, err := Diagnose(host("cgroupv2-node-vm-zombies"), DiagnoseOptions{})
+	if err != nil {
+		t.Fatalf("Diagnose() error = %v", err)
+	}
+	found := false
+	for _, z := range d.Scan.ZombieParents {
+		if z.Comm == "workload" && z.Pod != nil && z.Pod.String() == "default/zombies" && z.Zombies > 0 {
+			found = true
+		}
+	}
+	if !found || d.Scan.Zombies == 0 {
+		t.Errorf("zombies = %d, parents %+v; want workload of pod default/zombies", d.Scan.Zombies, d.Scan.ZombieParents)
 	}
 }

@@ -3,9 +3,12 @@
 # /mnt/host/capture, in the layout of testdata/hosts: the kernel's limits,
 # every cgroup of kubepods.slice and the node components' units with their
 # pids files as the kernel wrote them, the processes of PID 1, the kubelet,
-# containerd and (at most 6 of) each pod's, and the kubelet's pod log
-# directories and configuration. Run by TestNode/PodAtItsLimit.
+# containerd and (at most 6 of) each pod's, at most ten zombies of each
+# parent, and the
+# kubelet's pod log directories and configuration. Run by TestNode's
+# scenarios, which set name (the tree's) and about (what it shows).
 set -u
+: "${name:?}" "${about:?}"
 out=/mnt/host/capture
 rm -rf "$out"
 mkdir -p "$out"
@@ -26,6 +29,9 @@ pids="1 $(systemctl show -p MainPID --value kubelet.service) $(systemctl show -p
 for d in $(find /sys/fs/cgroup/kubepods.slice -name '*.scope' -type d); do
 	pids="$pids $(head -6 "$d/cgroup.procs" | tr '\n' ' ')"
 done
+# Zombies are in no cgroup.procs; the census finds them by their state.
+# At most ten of each parent's.
+pids="$pids $(awk 'FNR == 1 { z = 0 } /^State:/ { z = ($2 == "Z") } /^PPid:/ { if (z && n[$2]++ < 10) { split(FILENAME, a, "/"); print a[3] } }' /proc/[0-9]*/status 2>/dev/null | tr '\n' ' ')"
 for p in $pids; do
 	for f in status comm cgroup limits; do
 		grab "/proc/$p/$f"
@@ -39,20 +45,20 @@ for d in /var/log/pods/*/*; do # the directories, with empty logs (git keeps no 
 	: >"$out$d/0.log"
 done
 cat >"$out/README.md" <<README
-# cgroupv2-node-vm-pod-at-limit
+# $name
 
-Captured from the real node of the end-to-end tests (TestNode/PodAtItsLimit,
+Captured from the real node of the end-to-end tests (TestNode,
 internal/e2e/testdata/node/capture.sh), not written by hand: Debian 13,
 kernel $(uname -r), $(systemctl --version | head -1), containerd
 $(/usr/local/bin/containerd --version | awk '{print $3}'), kubelet v1.37.2
 with the systemd cgroup driver and podPidsLimit 300.
 
-Pod default/forker forks until its pod's pids.max (300) refuses. The kernel
-counts each refusal in the pod's pids.events.local and, hierarchically, in
-pids.events of the pod and of every slice above it. Trimmed: /proc holds
-PID 1, the kubelet, containerd and at most six processes of each container;
-every cgroup of kubepods.slice is there with its pids files. The files were
-read one after another while the pod went on being refused: a counter read
-later is higher (kubepods.slice was read first).
+$about
+
+Trimmed: /proc holds PID 1, the kubelet, containerd, at most six processes
+of each container and at most ten zombies of each parent; every cgroup of kubepods.slice and
+the kubelet's and containerd's units are there with their pids files, read
+one after another while the node went on (a counter read later can be
+higher).
 README
 echo "captured $(find "$out" -type f | wc -l) files"
