@@ -72,7 +72,7 @@ func scenarioRestart(t *testing.T, n *realNode) {
 			}
 		}
 		held = n.refusals(t, cgroup)
-		seen, _ := metricSum(body, "pidpressure_rejected_forks_total", `cgroup="`+cgroup+`"`)
+		seen := metricSum(body, "pidpressure_rejected_forks_total", `cgroup="`+cgroup+`"`)
 		return held > 0 && seen == float64(held), fmt.Sprintf("the node's pids.events.local of %s: max %d; the agent counted %v", cgroup, held, seen)
 	})
 	t.Logf("before the restart: %s refused %d forks, all counted", cgroup, held)
@@ -148,8 +148,8 @@ echo "probe started $(date +%s.%N); agent running: $(pgrep -f '^/node-problem-de
 	eventually(t, time.Minute, "the next agent counted the gap's refusals and kernel lines, once", func() (bool, string) {
 		body := n.agentMetrics(t)
 		now := n.refusals(t, cgroup)
-		seen, _ := metricSum(body, "pidpressure_rejected_forks_total", `cgroup="`+cgroup+`"`)
-		kernel, _ := metricSum(body, "pidpressure_matches_total", `signature="PidsControllerForkRejected"`)
+		seen := metricSum(body, "pidpressure_rejected_forks_total", `cgroup="`+cgroup+`"`)
+		kernel := metricSum(body, "pidpressure_matches_total", `signature="PidsControllerForkRejected"`)
 		ok := now > held && seen == float64(now-held) && kernel == float64(wantKernel)
 		return ok, fmt.Sprintf("%s refused %d before, %d now; the next agent counted %v (want %d); kernel lines matched %v (want %d)",
 			cgroup, held, now, seen, now-held, kernel, wantKernel)
@@ -191,16 +191,16 @@ func (n *realNode) refusals(t *testing.T, cgroup string) uint64 {
 }
 
 // metricSum sums the samples of the metric name in a Prometheus text body
-// whose labels contain every one of labels (written as `key="value"`).
-func metricSum(body, name string, labels ...string) (float64, bool) {
-	sum, found := 0.0, false
+// whose labels contain every one of labels (written as `key="value"`); 0
+// when there are none.
+func metricSum(body, name string, labels ...string) float64 {
+	sum := 0.0
 	for _, l := range metricLines(body, name, labels...) {
-		v, err := strconv.ParseFloat(l[strings.LastIndexByte(l, ' ')+1:], 64)
-		if err == nil {
-			sum, found = sum+v, true
+		if v, err := strconv.ParseFloat(l[strings.LastIndexByte(l, ' ')+1:], 64); err == nil {
+			sum += v
 		}
 	}
-	return sum, found
+	return sum
 }
 
 // metricLabel is the value of label key on the first sample of name that

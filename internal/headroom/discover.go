@@ -18,14 +18,16 @@ func NodeUnits() []string {
 }
 
 // runtimeUnits are the container runtimes' units, in the order looked for.
-var runtimeUnits = []string{"containerd.service", "crio.service", "docker.service"}
+func runtimeUnits() []string {
+	return []string{"containerd.service", "crio.service", "docker.service"}
+}
 
 // RuntimeUnit returns the unit of the container runtime on the host: the
 // first of containerd, CRI-O and Docker whose cgroup is in one of hs, or
 // "". The processes the runtime runs (shims, runc, CNI plugins) start in
 // its cgroup, under its TasksMax.
 func RuntimeUnit(hs []Hierarchy) string {
-	for _, u := range runtimeUnits {
+	for _, u := range runtimeUnits() {
 		for _, h := range hs {
 			if isDir(filepath.Join(h.Dir, "system.slice", u)) {
 				return u
