@@ -165,6 +165,14 @@ echo "probe started $(date +%s.%N); agent running: $(pgrep -f '^/node-problem-de
 		if e.Source.Component != agentComponent || strings.Contains(e.Message, "default/gap") {
 			continue // the kubelet's own; the gap pod's new refusals
 		}
+		if strings.Contains(e.Message, " times since ") && e.Reason != "PIDLimitMisconfigured" {
+			// The summary of what the old agent counted after announcing
+			// it, written when the events interval ends (the new agent's
+			// to write, from the snapshot), counts nothing twice. The
+			// audit's standing findings have no summary: a restarted
+			// agent's audit is not another occurrence.
+			continue
+		}
 		c, seen := before[e.Name]
 		switch {
 		case !seen && !strings.Contains(e.Message, "restart-probe.service") && !strings.Contains(e.Message, "before it was read"):

@@ -30,6 +30,18 @@ type Finding struct {
 	Check   string `json:"check"`
 	Message string `json:"message"`
 	Remedy  string `json:"remedy"`
+	// Subject is what a check found wanting when it can find several (the
+	// unit, the cgroup); "" for a check of the node as a whole.
+	Subject string `json:"-"`
+}
+
+// Key identifies the finding across audits: its check and its subject,
+// not its message, whose counts change from one audit to the next.
+func (f Finding) Key() string {
+	if f.Subject == "" {
+		return f.Check
+	}
+	return f.Check + " " + f.Subject
 }
 
 // Audit checks a node's PID configuration: a low kernel.pid_max,
@@ -78,7 +90,7 @@ func Audit(root hostfs.Root, n Node, cgroups []Cgroup) []Finding {
 		case KindUnit:
 			if !c.Max.Unlimited && !c.Estimated {
 				out = append(out, Finding{
-					Severity: SeverityWarning, Check: "UnitTasksMaxFinite",
+					Severity: SeverityWarning, Check: "UnitTasksMaxFinite", Subject: c.Unit,
 					Message: fmt.Sprintf("%s has TasksMax (pids.max) %d with %d tasks; when it is reached the node component cannot start threads", c.Unit, c.Max.Value, c.Current),
 					Remedy:  fmt.Sprintf("set TasksMax=infinity for %s in a drop-in (systemctl edit %s) and restart it", c.Unit, c.Unit),
 				})
@@ -87,7 +99,7 @@ func Audit(root hostfs.Root, n Node, cgroups []Cgroup) []Finding {
 			sawKubepods = true
 			if c.Max.Unlimited && !c.Estimated {
 				out = append(out, Finding{
-					Severity: SeverityWarning, Check: "PodsUnlimited",
+					Severity: SeverityWarning, Check: "PodsUnlimited", Subject: c.Path,
 					Message: fmt.Sprintf("%s has no pids limit: pods together can take every PID of the node", c.Path),
 					Remedy:  "reserve PIDs for the system: set kubelet systemReserved/kubeReserved pid, and podPidsLimit",
 				})

@@ -63,10 +63,17 @@ func (c *Correlator) ObserveZombies(parents []headroom.ZombieParent) {
 }
 
 // ObserveAudit announces the start-up audit's warnings (as Normal events for
-// info findings).
+// info findings), one per check and subject. A finding is a standing state,
+// not an occurrence: one the correlator already holds (announced by this
+// agent or, restored from its snapshot, by the one before) is not counted
+// again. Found on the real node, where each restart of the agent's pod made
+// "2 times since" Events of the audit.
 func (c *Correlator) ObserveAudit(findings []headroom.Finding) {
 	for _, f := range findings {
-		c.event(EventPIDLimitMisconfigured, f.Check, f.Message+"; "+f.Remedy, f.Severity != headroom.SeverityInfo)
+		if _, held := c.aggs[string(EventPIDLimitMisconfigured)+"|"+f.Key()]; held {
+			continue
+		}
+		c.event(EventPIDLimitMisconfigured, f.Key(), f.Message+"; "+f.Remedy, f.Severity != headroom.SeverityInfo)
 	}
 }
 

@@ -307,6 +307,38 @@ func TestZombiesAndAudit(t *testing.T) {
 	}
 }
 
+// TestAuditIsAStateNotAnOccurrence: each unit the audit finds wanting is
+// its own Event; the audit of an agent restarted from the last one's
+// snapshot counts nothing again, so no "2 times since" Event follows (the
+// real node made one at each restart of the agent's pod).
+func TestAuditIsAStateNotAnOccurrence(t *testing.T) {
+	t.Parallel()
+	c, clk := newC(t)
+	audit := func(tasks int) []headroom.Finding {
+		return []headroom.Finding{
+			{Severity: headroom.SeverityWarning, Check: "UnitTasksMaxFinite", Subject: "containerd.service", Message: fmt.Sprintf("containerd.service has TasksMax (pids.max) 23 with %d tasks", tasks)},
+			{Severity: headroom.SeverityWarning, Check: "UnitTasksMaxFinite", Subject: "kubelet.service", Message: "kubelet.service has TasksMax (pids.max) 3554 with 13 tasks"},
+			{Severity: headroom.SeverityWarning, Check: "PIDEvictionThresholdUnset", Message: "kubelet has no pid.available eviction threshold"},
+		}
+	}
+	c.ObserveAudit(audit(21))
+	_, events := c.Evaluate()
+	if len(events) != 3 || !strings.HasPrefix(events[0].Message, "containerd.service") || !strings.HasPrefix(events[1].Message, "kubelet.service") {
+		t.Fatalf("first audit: %+v", events)
+	}
+	snap := c.Snapshot()
+	clk.Step(time.Minute)
+	c2 := New(DefaultConfig(), clk)
+	c2.Restore(snap)
+	c2.ObserveAudit(audit(22))
+	for range 3 {
+		clk.Step(5 * time.Minute)
+		if _, ev := c2.Evaluate(); len(ev) != 0 {
+			t.Fatalf("after the restart's audit: %+v", ev)
+		}
+	}
+}
+
 func TestMessagesAreBoundedAndSanitized(t *testing.T) {
 	t.Parallel()
 	c, _ := newC(t)
