@@ -48,6 +48,9 @@ type Detector struct {
 	sampler *headroom.Sampler
 	corr    *verdict.Correlator
 	hs      []headroom.Hierarchy // under mu; found once in Run
+	// runtime is the container runtime's unit in hs (headroom.RuntimeUnit),
+	// found with them: a failure the kubelet relays is judged by it.
+	runtime string
 	last    verdict.Condition
 	printed bool
 	// The condition last delivered (a change or a refresh), the node's
@@ -117,7 +120,7 @@ func (d *Detector) Run(ctx context.Context) error {
 		return fmt.Errorf("node headroom: %w", err)
 	}
 	d.mu.Lock()
-	d.hs = hs
+	d.hs, d.runtime = hs, headroom.RuntimeUnit(hs)
 	d.corr.Record(n)
 	d.mu.Unlock()
 	// The start-up audit becomes Events, and its walk of /proc is the first

@@ -80,7 +80,7 @@ func (d *Detector) lineFailure(r Report) verdict.Failure {
 		// the real node, where containerd.service at its TasksMax was
 		// reported as the kubelet failing with no limit at its maximum).
 		// The process that failed ran in the runtime's unit.
-		if u := headroom.RuntimeUnit(d.hs); u != "" && l.Origin.Unit != u {
+		if u := d.runtime; u != "" && l.Origin.Unit != u {
 			o = headroom.Origin{UID: -1, Cgroup: "/system.slice/" + u}
 			who = relayedWho(u, l)
 		}

@@ -3,6 +3,7 @@ package agent
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -14,12 +15,6 @@ import (
 	"github.com/pidpressure/pidpressure/internal/signature"
 	"github.com/pidpressure/pidpressure/internal/verdict"
 )
-
-// kubeletRelay is the kubelet's line on the real node while
-// containerd.service was at its TasksMax (TestNode/UnitAtItsTasksMax),
-// cut after the Go runtime's first words: a CNI plugin containerd ran
-// could not create a thread, and the kubelet relays containerd's error.
-const kubeletRelay = `E1207 22:30:21.770118     516 remote_runtime.go:325] "RunPodSandbox from runtime service failed" err="rpc error: code = Unknown desc = failed to setup network for sandbox \"d53cebe725647f6c4e166a6c626107d8a2c1a1da6ccd864bff0841088e269908\": plugin type=\"loopback\" failed (add): netplugin failed: \"runtime/cgo: pthread_create failed: Resource temporarily unavailable\\nSIGABRT: abort\\n"`
 
 // TestRelayedFailureBlamesTheRuntime: a failure the kubelet relays from
 // the container runtime is judged by the runtime's unit, here at its
@@ -44,6 +39,14 @@ func TestRelayedFailureBlamesTheRuntime(t *testing.T) {
 			}
 		}
 	}
+	// The kubelet's line on the real node while containerd.service was at
+	// its TasksMax (TestNode/UnitAtItsTasksMax): a CNI plugin containerd
+	// ran could not create a thread, and the kubelet relays the error.
+	b, err := os.ReadFile(filepath.Join("..", "..", "testdata", "journal", "node-vm-relayed.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kubeletRelay, _, _ := strings.Cut(string(b), "\n")
 	m, err := signature.NewDefault()
 	if err != nil {
 		t.Fatal(err)
@@ -51,6 +54,7 @@ func TestRelayedFailureBlamesTheRuntime(t *testing.T) {
 	clk := testclock.NewFakeClock(time.Date(2026, 12, 7, 22, 30, 21, 0, time.UTC))
 	d := NewDetector(DetectorConfig{Sources: Config{Root: hostfs.New(dir)}, Verdict: verdict.DefaultConfig()}, m, clk, quietLog(), discardSink{})
 	d.hs = []headroom.Hierarchy{{Version: 2, Dir: filepath.Join(dir, "cgroup")}}
+	d.runtime = headroom.RuntimeUnit(d.hs)
 	d.corr.Record(nodeAt(146))
 	kubelet := func(msg string) Report {
 		t.Helper()

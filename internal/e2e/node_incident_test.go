@@ -34,6 +34,9 @@ func workloadPod(name string, args ...string) *corev1.Pod {
 	}
 }
 
+// usage is the node's usage as a message states it.
+var usage = regexp.MustCompile(`node tasks \d+ of \d+ usable`)
+
 // threadsPod is a workload pod that creates threads when the share's
 // scenario/trigger file holds "go" (workload.c's threads mode).
 func threadsPod(name, trigger string) *corev1.Pod {
@@ -347,10 +350,11 @@ func scenarioIncident(t *testing.T, n *realNode) {
 	}
 	// The usable PIDs count the tasks that kept PIDs above the lowered
 	// pid_max: the usage is never above 100 % (it read 573 of 503 before).
-	if m := regexp.MustCompile(`node tasks (\d+) of (\d+) usable`).FindStringSubmatch(cond.Message); m == nil {
+	var tasks, usable int
+	if _, err := fmt.Sscanf(usage.FindString(cond.Message), "node tasks %d of %d usable", &tasks, &usable); err != nil {
 		t.Errorf("the condition's message gives no usage: %s", cond.Message)
-	} else if tasks, _ := strconv.Atoi(m[1]); tasks > func() int { u, _ := strconv.Atoi(m[2]); return u }() {
-		t.Errorf("more tasks than usable PIDs: %s", m[0])
+	} else if tasks > usable {
+		t.Errorf("more tasks than usable PIDs: %d of %d", tasks, usable)
 	}
 	// The incident goes on for 20 s more before the host releases it: the
 	// node's own programs keep needing tasks (the kubelet, containerd,

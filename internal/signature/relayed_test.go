@@ -1,21 +1,34 @@
 package signature
 
-import "testing"
-
-// The lines of the real node (TestNode/UnitAtItsTasksMax: containerd.service
-// at its TasksMax, a CNI plugin it runs cannot create a thread), as the
-// kubelet and containerd logged them, cut after the Go runtime's first
-// words (the goroutine dump that follows is some 20 KB).
-const (
-	kubeletRelay  = `E1207 22:30:21.770118     516 remote_runtime.go:325] "RunPodSandbox from runtime service failed" err="rpc error: code = Unknown desc = failed to setup network for sandbox \"d53cebe725647f6c4e166a6c626107d8a2c1a1da6ccd864bff0841088e269908\": plugin type=\"loopback\" failed (add): netplugin failed: \"runtime/cgo: pthread_create failed: Resource temporarily unavailable\\nSIGABRT: abort\\nPC=0x7f7287ee169c m=0 sigcode=18446744073709551610\\n"`
-	containerdOwn = `time="2026-12-07T22:30:21.721928559Z" level=error msg="Failed to destroy network for sandbox \"d53cebe725647f6c4e166a6c626107d8a2c1a1da6ccd864bff0841088e269908\"" error="plugin type=\"loopback\" failed (delete): netplugin failed: \"runtime/cgo: pthread_create failed: Resource temporarily unavailable\\nSIGABRT: abort\\n"`
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
 )
+
+// relayedLines are the lines of the real node in
+// testdata/journal/node-vm-relayed.txt: the kubelet's, which relays
+// containerd's failure, and containerd's own.
+func relayedLines(t *testing.T) (kubelet, containerd string) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "..", "testdata", "journal", "node-vm-relayed.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("node-vm-relayed.txt: %d lines, want 2", len(lines))
+	}
+	return lines[0], lines[1]
+}
 
 // TestRelayedThroughGRPC: a failure reported through a gRPC error is marked
 // relayed (the process that logged it is not the one that failed); the
 // same failure logged by the program that ran the failing one is not.
 func TestRelayedThroughGRPC(t *testing.T) {
 	t.Parallel()
+	kubeletRelay, containerdOwn := relayedLines(t)
 	m, err := NewDefault()
 	if err != nil {
 		t.Fatal(err)

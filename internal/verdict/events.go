@@ -70,7 +70,7 @@ func (c *Correlator) ObserveZombies(parents []headroom.ZombieParent) {
 // "2 times since" Events of the audit.
 func (c *Correlator) ObserveAudit(findings []headroom.Finding) {
 	for _, f := range findings {
-		if _, held := c.aggs[string(EventPIDLimitMisconfigured)+"|"+f.Key()]; held {
+		if _, held := c.aggs[aggKey(EventPIDLimitMisconfigured, f.Key())]; held {
 			continue
 		}
 		c.event(EventPIDLimitMisconfigured, f.Key(), f.Message+"; "+f.Remedy, f.Severity != headroom.SeverityInfo)
@@ -90,14 +90,14 @@ func subjectOf(f Failure) string {
 func (c *Correlator) event(reason EventReason, subject, msg string, warning bool) {
 	now := c.clock.Now()
 	c.rollWindow(now)
-	key := string(reason) + "|" + subject
+	key := aggKey(reason, subject)
 	a := c.aggs[key]
 	if a == nil {
 		if c.announced[reason] >= c.cfg.MaxSubjects {
 			// Too many subjects this interval: fold into one per reason.
 			subject = "other subjects"
 			msg = "more " + string(reason) + " events than can be announced separately; see the agent's metrics and pidpressure diagnose"
-			key = string(reason) + "|" + subject
+			key = aggKey(reason, subject)
 			a = c.aggs[key]
 		}
 	}
@@ -117,6 +117,9 @@ func (c *Correlator) event(reason EventReason, subject, msg string, warning bool
 	a.ev.Message = c.clip(msg)
 	a.pending++
 }
+
+// aggKey is the key of the aggregate of reason and subject.
+func aggKey(reason EventReason, subject string) string { return string(reason) + "|" + subject }
 
 func (c *Correlator) rollWindow(now time.Time) {
 	if now.Sub(c.window) >= c.cfg.EventInterval {

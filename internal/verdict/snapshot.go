@@ -58,6 +58,6 @@ func (c *Correlator) Restore(s Snapshot) {
 	c.window = s.Window
 	clear(c.aggs)
 	for _, e := range s.Events {
-		c.aggs[string(e.Event.Reason)+"|"+e.Event.Subject] = &agg{ev: e.Event, pending: e.Pending, lastAnnounce: e.LastAnnounce}
+		c.aggs[aggKey(e.Event.Reason, e.Event.Subject)] = &agg{ev: e.Event, pending: e.Pending, lastAnnounce: e.LastAnnounce}
 	}
 }
