@@ -205,7 +205,7 @@ func (n *realNode) capture(t *testing.T, name, about string) headroom.Diagnosis 
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("capture %s: %s", name, strings.TrimSpace(n.exec(t, 2*time.Minute, "name="+shellQuote(name)+" about="+shellQuote(about)+"\n"+string(script))))
+	t.Logf("capture %s: %s", name, strings.TrimSpace(n.exec(t, 5*time.Minute, "name="+shellQuote(name)+" about="+shellQuote(about)+"\n"+string(script))))
 	dir := filepath.Join(n.share, "capture")
 	d, err := headroom.Diagnose(hostfs.New(dir), headroom.DiagnoseOptions{})
 	if err != nil {

@@ -12,8 +12,10 @@ set -u
 out=/mnt/host/capture
 rm -rf "$out"
 mkdir -p "$out"
+declare -A made
 grab() { # a file as the kernel gives it (cat: sysfs and procfs report size 0)
-	mkdir -p "$out$(dirname "$1")"
+	local dir=$out${1%/*} # one fork per file: on a node full of zombies under TCG each one counts
+	[ -n "${made[$dir]:-}" ] || { mkdir -p "$dir"; made[$dir]=1; }
 	cat "$1" >"$out$1" 2>/dev/null || rm -f "$out$1"
 }
 for f in /proc/sys/kernel/pid_max /proc/sys/kernel/threads-max /proc/sys/kernel/ns_last_pid /proc/loadavg /proc/self/status /sys/fs/cgroup/cgroup.controllers /var/lib/kubelet/config.yaml; do
