@@ -84,6 +84,8 @@ const (
 	MinEventInterval = time.Second
 	// MaxEventSubjects bounds events.maxSubjects.
 	MaxEventSubjects = 100
+	// MaxEventWrites bounds events.maxWrites.
+	MaxEventWrites = 1000
 	// MaxMessage bounds events.maxMessage (bytes).
 	MaxMessage = 32 << 10
 	// MaxTrendSamples bounds thresholds.minTrendSamples.
@@ -111,6 +113,10 @@ type Events struct {
 	Interval    Duration `json:"interval"`
 	MaxSubjects int      `json:"maxSubjects"`
 	MaxMessage  int      `json:"maxMessage"`
+	// MaxWrites bounds the Events of failures written in any
+	// MaxWritesWindow (the apiserver's budget for one node in a storm).
+	MaxWrites       int      `json:"maxWrites"`
+	MaxWritesWindow Duration `json:"maxWritesWindow"`
 }
 
 // Sources configures the live sources.
@@ -211,6 +217,7 @@ func (c Config) Verdict() verdict.Config {
 		TrendWindow: t.TrendWindow.Duration, Horizon: t.Horizon.Duration,
 		MinTrendSamples: t.MinTrendSamples, MinTrendGrowth: t.MinTrendGrowth,
 		EventInterval: c.Events.Interval.Duration, MaxSubjects: c.Events.MaxSubjects,
+		MaxWrites: c.Events.MaxWrites, MaxWritesWindow: c.Events.MaxWritesWindow.Duration,
 		ZombieThreshold: t.ZombieThreshold, MaxMessage: c.Events.MaxMessage,
 	}
 }

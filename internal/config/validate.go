@@ -46,6 +46,12 @@ func (c Config) Validate() error {
 	if c.Events.MaxSubjects < 1 || c.Events.MaxSubjects > MaxEventSubjects {
 		bad("events.maxSubjects", "must be in [1, %d], is %d", MaxEventSubjects, c.Events.MaxSubjects)
 	}
+	if c.Events.MaxWrites < 1 || c.Events.MaxWrites > MaxEventWrites {
+		bad("events.maxWrites", "must be in [1, %d], is %d", MaxEventWrites, c.Events.MaxWrites)
+	}
+	if d := c.Events.MaxWritesWindow.Duration; d < c.Events.Interval.Duration || d > MaxWindow {
+		bad("events.maxWritesWindow", "must be in [events.interval, %s], is %s", MaxWindow, c.Events.MaxWritesWindow)
+	}
 	if c.Events.MaxMessage < 128 || c.Events.MaxMessage > MaxMessage {
 		bad("events.maxMessage", "must be in [128, %d], is %d", MaxMessage, c.Events.MaxMessage)
 	}

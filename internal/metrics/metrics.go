@@ -68,7 +68,7 @@ func NewCollector(src Source) *Collector {
 		rejected: desc("rejected_forks_total", "Forks refused by pids.max seen by the pids.events watcher since start, per cgroup (at most 256; the rest as \"other\").", "cgroup"),
 		counted: desc("kernel_refused_creations_total", "Process and thread creations the kernel refused (EAGAIN), counted in the kernel by the eBPF source since it attached, by the limit that refused (pid_max, threads_max, cgroup, nproc, unknown), what it limits (node, pod, unit, cgroup, user, namespace, unknown) and class (process, thread).",
 			"limit", "subject", "class"),
-		events:      desc("events_total", "Event occurrences by reason and what became of them: announced (a new Event), aggregated (counted into an Event already announced), summary (a later \"N times since\" Event).", "reason", "outcome"),
+		events:      desc("events_total", "Event occurrences by reason and what became of them: announced (a new Event), aggregated (counted into an Event already announced), summary (a later \"N times since\" Event), deferred (a new one held back by the write budget, events.maxWrites, and announced when it has room).", "reason", "outcome"),
 		srcUp:       desc("source_up", "1 while the source runs.", "source"),
 		srcEnabled:  desc("source_enabled", "1 if the source is configured on and supported here.", "source"),
 		srcLines:    desc("source_records_total", "Records read (journal, kmsg), refusals seen (pids.events) or counted (ebpf).", "source"),
@@ -159,6 +159,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.events, float64(t.Announced), string(r), "announced")
 		counter(c.events, float64(t.Aggregated), string(r), "aggregated")
 		counter(c.events, float64(t.Summaries), string(r), "summary")
+		counter(c.events, float64(t.Deferred), string(r), "deferred")
 	}
 
 	for _, s := range v.Sources {

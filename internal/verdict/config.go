@@ -28,6 +28,13 @@ type Config struct {
 	// MaxSubjects announced per interval per reason; the rest are folded
 	// into one event per reason.
 	MaxSubjects int
+	// MaxWrites bounds the Events of occurrences (failures, zombies)
+	// announced in any MaxWritesWindow: a storm costs the apiserver at most
+	// that. Beyond it, occurrences are counted and announced, summarised,
+	// once the window has room. The start-up audit's findings, a bounded
+	// standing state, are not counted. 0 is no bound.
+	MaxWrites       int
+	MaxWritesWindow time.Duration
 	// ZombieThreshold: a parent holding this many zombies is announced.
 	ZombieThreshold uint64
 	// MaxMessage bounds messages (bytes).
@@ -47,6 +54,8 @@ func DefaultConfig() Config {
 		MinTrendGrowth:  500,
 		EventInterval:   5 * time.Minute,
 		MaxSubjects:     5,
+		MaxWrites:       10,
+		MaxWritesWindow: 10 * time.Minute,
 		ZombieThreshold: 50,
 		MaxMessage:      1024,
 	}

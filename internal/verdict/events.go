@@ -11,13 +11,17 @@ type agg struct {
 	ev           Event
 	pending      int
 	lastAnnounce time.Time
+	// deferred: new, but not announced yet, for want of write budget.
+	deferred bool
 }
 
 // Tally counts what happened to a reason's occurrences: announced at once
 // as a new Event, folded into an existing Event's count, and the summaries
-// ("N times since …") announced later for the folded ones.
+// ("N times since …") announced later for the folded ones. Deferred counts
+// the new ones held back by the write budget (announced later, and counted
+// as Announced then).
 type Tally struct {
-	Announced, Aggregated, Summaries uint64
+	Announced, Aggregated, Summaries, Deferred uint64
 }
 
 // Tally returns the counts per reason since the correlator was created.
@@ -106,6 +110,11 @@ func (c *Correlator) event(reason EventReason, subject, msg string, warning bool
 		c.aggs[key] = a
 		c.announced[reason]++
 		a.ev.Count, a.ev.LastTime, a.ev.Message = 1, now, c.clip(msg)
+		if !c.spend(reason, now) {
+			a.deferred = true
+			c.count(reason).Deferred++
+			return
+		}
 		a.lastAnnounce = now
 		c.out = append(c.out, a.ev)
 		c.count(reason).Announced++
@@ -116,6 +125,24 @@ func (c *Correlator) event(reason EventReason, subject, msg string, warning bool
 	a.ev.LastTime = now
 	a.ev.Message = c.clip(msg)
 	a.pending++
+}
+
+// spend takes one write of the budget for an Event of reason now, and
+// reports whether there was one. The audit's findings take none.
+func (c *Correlator) spend(reason EventReason, now time.Time) bool {
+	if reason == EventPIDLimitMisconfigured || c.cfg.MaxWrites <= 0 {
+		return true
+	}
+	old := 0
+	for old < len(c.writes) && now.Sub(c.writes[old]) >= c.cfg.MaxWritesWindow {
+		old++
+	}
+	c.writes = c.writes[old:]
+	if len(c.writes) >= c.cfg.MaxWrites {
+		return false
+	}
+	c.writes = append(c.writes, now)
+	return true
 }
 
 // aggKey is the key of the aggregate of reason and subject.

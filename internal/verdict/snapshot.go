@@ -1,6 +1,7 @@
 package verdict
 
 import (
+	"slices"
 	"sort"
 	"time"
 )
@@ -18,6 +19,9 @@ type Snapshot struct {
 	UnitFailureMsg  string          `json:"unitFailureMessage,omitempty"`
 	Events          []SnapshotEvent `json:"events,omitempty"`
 	Window          time.Time       `json:"window"`
+	// Writes are the times of the Events the write budget counts, so
+	// that a restart in a storm does not renew it.
+	Writes []time.Time `json:"writes,omitempty"`
 }
 
 // SnapshotEvent is one aggregation in a Snapshot.
@@ -25,6 +29,7 @@ type SnapshotEvent struct {
 	Event        Event     `json:"event"`
 	Pending      int       `json:"pending"`
 	LastAnnounce time.Time `json:"lastAnnounce"`
+	Deferred     bool      `json:"deferred,omitempty"`
 }
 
 // Snapshot returns the state to persist.
@@ -33,7 +38,7 @@ func (c *Correlator) Snapshot() Snapshot {
 		Condition: c.cond, LastBad: c.lastBad,
 		LastNodeFailure: c.lastNodeFailure, NodeFailureMsg: c.nodeFailureMsg,
 		LastUnitFailure: c.lastUnitFailure, UnitFailureMsg: c.unitFailureMsg,
-		Window: c.window,
+		Window: c.window, Writes: slices.Clone(c.writes),
 	}
 	keys := make([]string, 0, len(c.aggs))
 	for k := range c.aggs {
@@ -42,7 +47,7 @@ func (c *Correlator) Snapshot() Snapshot {
 	sort.Strings(keys)
 	for _, k := range keys {
 		a := c.aggs[k]
-		s.Events = append(s.Events, SnapshotEvent{Event: a.ev, Pending: a.pending, LastAnnounce: a.lastAnnounce})
+		s.Events = append(s.Events, SnapshotEvent{Event: a.ev, Pending: a.pending, LastAnnounce: a.lastAnnounce, Deferred: a.deferred})
 	}
 	return s
 }
@@ -55,9 +60,9 @@ func (c *Correlator) Restore(s Snapshot) {
 	c.cond, c.lastBad = s.Condition, s.LastBad
 	c.lastNodeFailure, c.nodeFailureMsg = s.LastNodeFailure, s.NodeFailureMsg
 	c.lastUnitFailure, c.unitFailureMsg = s.LastUnitFailure, s.UnitFailureMsg
-	c.window = s.Window
+	c.window, c.writes = s.Window, slices.Clone(s.Writes)
 	clear(c.aggs)
 	for _, e := range s.Events {
-		c.aggs[aggKey(e.Event.Reason, e.Event.Subject)] = &agg{ev: e.Event, pending: e.Pending, lastAnnounce: e.LastAnnounce}
+		c.aggs[aggKey(e.Event.Reason, e.Event.Subject)] = &agg{ev: e.Event, pending: e.Pending, lastAnnounce: e.LastAnnounce, deferred: e.Deferred}
 	}
 }

@@ -524,3 +524,97 @@ func TestKernelCountLeadsTheNodeMessage(t *testing.T) {
 		t.Fatalf("a window later, the count must start over: %s", cond.Message)
 	}
 }
+
+// TestWriteBudgetBoundsAStorm: 30 minutes of failures from 30 pods (a new
+// one each minute for the first 30 s of the storm, then all of them every
+// 2 s) and a start-up audit. Whatever window of 10 minutes is taken, at
+// most 10 Events of failures are written; the audit's findings are written
+// at once and not counted; no occurrence is lost (the last Event of each
+// subject counts them all, the ones folded into "other subjects"
+// included); and a restart keeps the budget spent.
+func TestWriteBudgetBoundsAStorm(t *testing.T) {
+	t.Parallel()
+	c, clk := newC(t)
+	c.Record(node(2000))
+	c.ObserveAudit([]headroom.Finding{{Check: "pid_max", Message: "kernel.pid_max is 32768", Severity: headroom.SeverityWarning}, {Check: "kubepods", Message: "/kubepods has no pids limit", Severity: headroom.SeverityWarning}})
+	pod := func(i int) Failure {
+		return cgroupFailure("pod", fmt.Sprintf("/kubepods.slice/pod%d", i), "", &headroom.Pod{UID: fmt.Sprint(i), Namespace: "ns", Name: fmt.Sprintf("p%d", i)})
+	}
+	type write struct {
+		at time.Time
+		ev Event
+	}
+	var writes []write
+	occurred := map[string]uint64{}
+	last := map[string]Event{}
+	evaluate := func() {
+		_, evs := c.Evaluate()
+		for _, e := range evs {
+			writes = append(writes, write{clk.Now(), e})
+			last[e.Subject] = e
+		}
+	}
+	for s := 0; s < 30*60; s += 2 {
+		if s == 15*60 { // a restart in the middle of the storm
+			snap := c.Snapshot()
+			c = New(DefaultConfig(), clk)
+			c.Restore(snap)
+			c.Record(node(2000))
+		}
+		for i := range min(30, 1+s/2) {
+			c.Observe(pod(i))
+			occurred[fmt.Sprintf("ns/p%d", i)]++ // the subject: the pod
+		}
+		evaluate()
+		clk.Step(2 * time.Second)
+	}
+	// The storm ends; what is pending goes out as the budget refills.
+	for range 60 {
+		clk.Step(time.Minute)
+		evaluate()
+	}
+
+	audit := 0
+	var storm []time.Time
+	for _, w := range writes {
+		if w.ev.Reason == EventPIDLimitMisconfigured {
+			audit++
+			if !w.at.Equal(t0) {
+				t.Errorf("an audit finding was written at %v, not at once", w.at.Sub(t0))
+			}
+			continue
+		}
+		storm = append(storm, w.at)
+	}
+	if audit != 2 {
+		t.Errorf("%d audit Events, want 2", audit)
+	}
+	for i := range storm {
+		in := 0
+		for _, at := range storm[i:] {
+			if at.Sub(storm[i]) < 10*time.Minute {
+				in++
+			}
+		}
+		if in > 10 {
+			t.Fatalf("%d Events of failures in the 10 minutes from %v", in, storm[i].Sub(t0))
+		}
+	}
+	var counted, total uint64
+	for who, n := range occurred {
+		total += n
+		if e, ok := last[who]; ok {
+			counted += uint64(e.Count)
+		}
+	}
+	if e, ok := last["other subjects"]; ok {
+		counted += uint64(e.Count)
+	}
+	if counted != total {
+		t.Errorf("the last Events count %d occurrences of %d", counted, total)
+	}
+	if len(storm) < 10 {
+		t.Errorf("only %d Events of failures in 90 minutes", len(storm))
+	}
+	t.Logf("%d Events of failures over the 30-minute storm and the hour after, %d audit findings; first at %v", len(storm), audit, storm[0].Sub(t0))
+}
