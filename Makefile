@@ -43,7 +43,7 @@ test: controlplane tools tracefs
 # -p 1: the node VM runs under TCG, which a concurrent host fork storm of
 # the other package slows to a crawl.
 test-e2e: controlplane controllers tools node-image node-bins tracefs
-	cd internal/e2e && KUBEBUILDER_ASSETS=$(CP_DIR) CONTROLLERS_BIN=$(CTRL_DIR) HELM=$(HELM) KUSTOMIZE=$(KUSTOMIZE) PROMTOOL=$(PROMTOOL) NODEVM_IMAGE=$(NODEVM_DIR) NODEVM_BINS=$(NODEBIN_DIR) PIDPRESSURE_REQUIRE_SUPPORTED=$(REQUIRE_SUPPORTED) $(GO) test -p 1 -count=1 -timeout 20m -v ./...
+	cd internal/e2e && KUBEBUILDER_ASSETS=$(CP_DIR) CONTROLLERS_BIN=$(CTRL_DIR) HELM=$(HELM) KUSTOMIZE=$(KUSTOMIZE) PROMTOOL=$(PROMTOOL) PROMETHEUS=$(PROMETHEUS) KSM=$(KSM) NODEVM_IMAGE=$(NODEVM_DIR) NODEVM_BINS=$(NODEBIN_DIR) PIDPRESSURE_REQUIRE_SUPPORTED=$(REQUIRE_SUPPORTED) $(GO) test -p 1 -count=1 -timeout 45m -v ./...
 
 ## demo: the incident end to end for a newcomer: a real kube-apiserver, a Node, the agent, a PID namespace exhausted for real, kubectl describe node; exits 1 if the condition did not appear (needs root)
 .PHONY: demo
@@ -145,9 +145,24 @@ $(PROMTOOL):
 	@mkdir -p $(CACHE)/bin
 	flock $(CACHE)/bin/.promtool.lock sh -c 'test -x $@ || { GOBIN=$(CACHE)/bin/.promtool $(GO) install github.com/prometheus/prometheus/cmd/promtool@$(PROMTOOL_VERSION) && mv $(CACHE)/bin/.promtool/promtool $@; }'
 
-## tools: build (once, cached) helm, kustomize and promtool for the deploy checks
+# Prometheus itself, of the same release, and kube-state-metrics: the fleet
+# test (internal/e2e/fleet_test.go) scrapes the agents and the Nodes with
+# them, fires the shipped alerts and evaluates the dashboard's queries.
+PROMETHEUS := $(CACHE)/bin/prometheus-$(PROMTOOL_VERSION)
+KSM_VERSION := v2.20.0
+KSM       := $(CACHE)/bin/kube-state-metrics-$(KSM_VERSION)
+
+$(PROMETHEUS):
+	@mkdir -p $(CACHE)/bin
+	flock $(CACHE)/bin/.prometheus.lock sh -c 'test -x $@ || { GOBIN=$(CACHE)/bin/.prometheus $(GO) install github.com/prometheus/prometheus/cmd/prometheus@$(PROMTOOL_VERSION) && mv $(CACHE)/bin/.prometheus/prometheus $@; }'
+
+$(KSM):
+	@mkdir -p $(CACHE)/bin
+	flock $(CACHE)/bin/.ksm.lock sh -c 'test -x $@ || { GOBIN=$(CACHE)/bin/.ksm $(GO) install k8s.io/kube-state-metrics/v2@$(KSM_VERSION) && mv $(CACHE)/bin/.ksm/kube-state-metrics $@; }'
+
+## tools: build (once, cached) helm, kustomize, promtool, Prometheus and kube-state-metrics for the deploy checks and the fleet test
 .PHONY: tools
-tools: $(HELM) $(KUSTOMIZE) $(PROMTOOL)
+tools: $(HELM) $(KUSTOMIZE) $(PROMTOOL) $(PROMETHEUS) $(KSM)
 
 ## lint: golangci-lint (built from the module proxy and cached under ~/.cache/pidpressure)
 .PHONY: lint

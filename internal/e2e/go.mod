@@ -64,6 +64,7 @@ require (
 
 require (
 	github.com/google/go-cmp v0.7.0
+	github.com/grafana/grafana-foundation-sdk/go v0.0.22
 	github.com/pidpressure/pidpressure v0.0.0
 	k8s.io/api v0.37.2
 	k8s.io/apimachinery v0.37.2

@@ -191,7 +191,7 @@ func firstFailure(tag string) (time.Time, error) {
 
 // pluginConfig writes config/pid-pressure-plugin.json with the built
 // pidpressure and a state directory under dir.
-func pluginConfig(b *testing.B, dir string) string {
+func pluginConfig(b testing.TB, dir string) string {
 	b.Helper()
 	raw, err := os.ReadFile(filepath.Join(root, "config", "pid-pressure-plugin.json"))
 	if err != nil {

@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -28,6 +29,29 @@ func Build(ctx context.Context, root, dir string) (npd, cli string, err error) {
 	return filepath.Join(dir, "node-problem-detector"), filepath.Join(dir, "pidpressure"), nil
 }
 
+// BuildUpstreamNPD builds upstream Node Problem Detector, of the version
+// this repository's go.mod pins, into dir: its own main package with its
+// own monitors and exporters (the Stackdriver exporter left out, as the
+// cloud SDKs are not in the module graph), stamped with that version. The
+// fleet test measures it side by side with this agent.
+func BuildUpstreamNPD(ctx context.Context, root, dir string) (string, error) {
+	list := exec.CommandContext(ctx, "go", "list", "-m", "-f", "{{.Version}}", "k8s.io/node-problem-detector")
+	list.Dir = root
+	v, err := list.Output()
+	if err != nil {
+		return "", fmt.Errorf("the pinned NPD version: %w", err)
+	}
+	out := filepath.Join(dir, "node-problem-detector-upstream")
+	cmd := exec.CommandContext(ctx, "go", "build", "-tags", "disable_stackdriver_exporter",
+		"-ldflags", "-X k8s.io/node-problem-detector/pkg/version.version="+strings.TrimSpace(string(v)),
+		"-o", out, "k8s.io/node-problem-detector/cmd/nodeproblemdetector")
+	cmd.Dir = root
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build upstream NPD: %w\n%s", err, b)
+	}
+	return out, nil
+}
+
 // Monitor is the pid-pressure monitor config the tests run with: the
 // embedded defaults with short windows so a scenario takes seconds.
 type Monitor struct {
@@ -37,9 +61,16 @@ type Monitor struct {
 	EventInterval  string // default 5s
 	PidsEvents     bool   // the pids.events watcher (cgroup scenarios)
 	EBPF           string // sources.ebpf.mode (default auto)
+	// Config, if set, is the whole monitor file instead (a shipped one,
+	// adjusted), and the fields above are ignored.
+	Config map[string]any
 }
 
 func (m Monitor) json() string {
+	if m.Config != nil {
+		b, _ := json.Marshal(m.Config)
+		return string(b)
+	}
 	or := func(s, d string) string {
 		if s == "" {
 			return d

@@ -102,9 +102,20 @@ func Start(bin string) (*Cluster, error) {
 	// alone is rejected).
 	// The ServiceAccount admission plugin, which envtest disables, is on:
 	// the real node's pods mount their service account's token from it.
+	// The audit log records every request of the agents (AgentGroup) and
+	// of the real node's DaemonSet, and nothing else: the write budget is
+	// counted from it (Requests).
+	policy := filepath.Join(dir, "audit-policy.yaml")
+	if err := os.WriteFile(policy, []byte(auditPolicy), 0o600); err != nil {
+		_ = os.RemoveAll(dir)
+		return nil, err
+	}
 	api.Configure().
 		Set("advertise-address", "127.0.0.1").
 		Set("endpoint-reconciler-type", "none").
+		Set("audit-policy-file", policy).
+		Set("audit-log-path", filepath.Join(dir, auditLog)).
+		Set("audit-log-maxbackup", "0").
 		Disable("disable-admission-plugins")
 	env := &envtest.Environment{
 		BinaryAssetsDirectory: bin,

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/pidpressure/pidpressure/internal/reproduce"
 )
@@ -111,6 +112,37 @@ func IncidentLoad(init int, tag, goThreads string) (*Load, error) {
 		go func() { _ = cmd.Wait() }()
 	}
 	return l, nil
+}
+
+// StormLoad enters the PID namespace of init and holds it full for as long
+// as it runs, while loops keep trying to start a program: each of their
+// forks fails, and bash logs "fork: retry: Resource temporarily
+// unavailable" as it backs off (1 to 16 s) and then gives up with "fork:
+// Resource temporarily unavailable", again and again — a failure storm at
+// a steady few lines a second, with little CPU. The loops start first, as
+// nothing can start in the namespace once it is full; their output goes
+// to journald under tag.
+func StormLoad(init, loops int, tag string) (*Load, error) {
+	script := fmt.Sprintf(`for ((j = 0; j < %d; j++)); do (while :; do sleep 1; done) & done; sleep 1; while :; do sleep 100000 & done`, loops)
+	return startInNamespace(init, tag, script)
+}
+
+// GrowthLoad enters the PID namespace of init and adds a sleeping process
+// every interval, up to n: the steady growth a leak makes, which the
+// agent's trend predicts. It holds them until Stop.
+func GrowthLoad(init, n int, interval time.Duration, tag string) (*Load, error) {
+	script := fmt.Sprintf(`for ((i = 0; i < %d; i++)); do sleep 100000 & sleep %.3f; done; wait`, n, interval.Seconds())
+	return startInNamespace(init, tag, script)
+}
+
+func startInNamespace(init int, tag, script string) (*Load, error) {
+	cmd := exec.Command("nsenter", "--target", strconv.Itoa(init), "--pid", "--mount", "--", "systemd-cat", "-t", tag, "bash", "-c", script)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting the load: %w", err)
+	}
+	go func() { _ = cmd.Wait() }()
+	return &Load{cmds: []*exec.Cmd{cmd}}, nil
 }
 
 // Stop kills the load's process groups.
