@@ -71,11 +71,12 @@ bench:
 	$(GO) test -p 1 -run '^$$' -bench 'Matcher$$|NPDBaseline|RegexpList|NodeSample|Walk' -benchmem -count 1 ./internal/signature/ ./internal/headroom/
 	$(GO) test -p 1 -run '^$$' -bench 'Ratios|ThreadScaling|JournalIngest|IdleFootprint|MatchedLineScaling|Storm|Cost' -benchtime 1x -count 1 ./internal/signature/ ./internal/headroom/ ./internal/journal/ ./cmd/pidpressure/ ./internal/agent/ ./internal/forkfail/
 
-## bench-e2e: failure-to-condition latency through a real kube-apiserver, this agent (E2E_RUNS each) against NPD's exec-based custom plugin (E2E_EXEC_RUNS each, up to 105 s a run) (docs/benchmarks.md; about 20 minutes; needs root)
+## bench-e2e: failure-to-condition latency through a real kube-apiserver, this agent (E2E_RUNS each) against NPD's exec-based custom plugin (E2E_EXEC_RUNS each, up to 105 s a run); idle resident memory, this agent against upstream NPD (docs/benchmarks.md; about 25 minutes; needs root)
 .PHONY: bench-e2e
-bench-e2e: controlplane
+bench-e2e: controlplane tools
 	cd internal/e2e && KUBEBUILDER_ASSETS=$(CP_DIR) $(GO) test -run '^$$' -bench 'FailureToCondition/in-process' -benchtime $(E2E_RUNS)x -timeout 60m -v .
 	cd internal/e2e && KUBEBUILDER_ASSETS=$(CP_DIR) $(GO) test -run '^$$' -bench 'FailureToCondition/exec-plugin' -benchtime $(E2E_EXEC_RUNS)x -timeout 60m -v .
+	cd internal/e2e && KUBEBUILDER_ASSETS=$(CP_DIR) HELM=$(HELM) KUSTOMIZE=$(KUSTOMIZE) $(GO) test -run '^$$' -bench 'IdleMemory' -benchtime 1x -timeout 10m -v .
 
 E2E_RUNS      ?= 20
 E2E_EXEC_RUNS ?= 3

@@ -31,7 +31,7 @@ import (
 
 // tool finds helm, kustomize or promtool: $HELM, $KUSTOMIZE, $PROMTOOL
 // (make test-e2e builds them from the module proxy), else PATH.
-func tool(t *testing.T, name string) string {
+func tool(t testing.TB, name string) string {
 	t.Helper()
 	if p := os.Getenv(strings.ToUpper(name)); p != "" {
 		return p
@@ -43,7 +43,7 @@ func tool(t *testing.T, name string) string {
 	return p
 }
 
-func run(t *testing.T, name string, args ...string) []byte {
+func run(t testing.TB, name string, args ...string) []byte {
 	t.Helper()
 	cmd := exec.Command(name, args...)
 	var stderr bytes.Buffer
@@ -58,7 +58,7 @@ func run(t *testing.T, name string, args ...string) []byte {
 // rendered holds the objects of a rendering by kind/namespace/name.
 type rendered map[string]map[string]any
 
-func parse(t *testing.T, stream []byte) rendered {
+func parse(t testing.TB, stream []byte) rendered {
 	t.Helper()
 	objs := rendered{}
 	d := yaml.NewYAMLOrJSONDecoder(bytes.NewReader(stream), 4096)
@@ -84,7 +84,7 @@ func parse(t *testing.T, stream []byte) rendered {
 
 // monitorJSON is the monitor config inside a rendering's ConfigMap,
 // decoded (Helm writes keys sorted, kustomize as in the file).
-func monitorJSON(t *testing.T, objs rendered) map[string]any {
+func monitorJSON(t testing.TB, objs rendered) map[string]any {
 	t.Helper()
 	cm := objs["ConfigMap/pidpressure/pidpressure-config"]
 	if cm == nil {
@@ -103,7 +103,7 @@ type renderings struct{ base, prometheus, kmsg, ebpf []byte }
 
 // render renders deploy/ with kustomize and Helm, lints the chart, and
 // checks that both give the same objects.
-func render(t *testing.T) (kustomize, helm renderings) {
+func render(t testing.TB) (kustomize, helm renderings) {
 	t.Helper()
 	k, h := tool(t, "kustomize"), tool(t, "helm")
 	chart := filepath.Join(root, "deploy", "helm", "pidpressure")
@@ -324,7 +324,7 @@ func TestDeployRBACAndAdmission(t *testing.T) {
 	admin([]byte(`{"apiVersion":"v1","kind":"Pod","metadata":{"name":"agent-a","namespace":"pidpressure"},
 		"spec":{"nodeName":"rbac-node-a","serviceAccountName":"pidpressure","priorityClassName":"system-node-critical","containers":[{"name":"c","image":"pidpressure/node-problem-detector:0.1.0"}]}}`), "create", "-f", "-")
 	token := strings.TrimSpace(admin(nil, "create", "token", "pidpressure", "-n", "pidpressure", "--bound-object-kind", "Pod", "--bound-object-name", "agent-a"))
-	agentKC := tokenKubeconfig(t, dir, token)
+	agentKC := tokenKubeconfig(t, cluster, dir, token)
 	who := admin(nil, "--kubeconfig", agentKC, "auth", "whoami", "-o", "json")
 	if !strings.Contains(who, "system:serviceaccount:pidpressure:pidpressure") || !strings.Contains(who, "rbac-node-a") {
 		t.Fatalf("the agent's token does not carry its node's name: %s", who)
@@ -431,9 +431,9 @@ func TestDeployRBACAndAdmission(t *testing.T) {
 
 // tokenKubeconfig writes a kubeconfig for the admin's cluster that
 // authenticates with token.
-func tokenKubeconfig(t *testing.T, dir, token string) string {
+func tokenKubeconfig(t *testing.T, c *testenv.Cluster, dir, token string) string {
 	t.Helper()
-	cfg, err := clientcmd.LoadFromFile(cluster.Admin)
+	cfg, err := clientcmd.LoadFromFile(c.Admin)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -441,7 +441,12 @@ func tokenKubeconfig(t *testing.T, dir, token string) string {
 		ai.ClientCertificate, ai.ClientCertificateData, ai.ClientKey, ai.ClientKeyData = "", nil, "", nil
 		ai.Token = token
 	}
-	p := filepath.Join(dir, "agent-kubeconfig")
+	f, err := os.CreateTemp(dir, "kubeconfig-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = f.Close()
+	p := f.Name()
 	if err := clientcmd.WriteToFile(*cfg, p); err != nil {
 		t.Fatal(err)
 	}

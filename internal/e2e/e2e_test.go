@@ -80,7 +80,7 @@ func setUp(m *testing.M) int {
 
 // startAgent registers node and runs the agent for it, stopped at the end
 // of the test (the agent's log is printed if the test failed).
-func startAgent(t *testing.T, node string, spec testenv.AgentSpec) *testenv.Agent {
+func startAgent(t testing.TB, node string, spec testenv.AgentSpec) *testenv.Agent {
 	t.Helper()
 	ctx := context.Background()
 	if err := cluster.RegisterNode(ctx, node); err != nil {

@@ -49,7 +49,7 @@ func fleetWindow(t *testing.T) time.Duration {
 // adjusted to run on this host beside other agents: the host's root, no
 // state, and, if journalDir is set, the journal read from there (an empty
 // directory: the host's journal carries the other nodes' failures).
-func shippedMonitor(t *testing.T, stream []byte, journalDir string) map[string]any {
+func shippedMonitor(t testing.TB, stream []byte, journalDir string) map[string]any {
 	t.Helper()
 	m := monitorJSON(t, parse(t, stream))
 	m["hostRoot"], m["stateDir"], m["metricsAddress"] = "/", "", ""
@@ -191,7 +191,10 @@ func TestFleet(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sl.Stop()
-	gl, err := testenv.GrowthLoad(growthAgent.Init, 2400, window/2700, "ppgrowth")
+	// It grows past the window's end (2,000 tasks at it, 2,400 of 2,700
+	// usable 2 minutes later), so that the prediction stands when the
+	// dashboard is read.
+	gl, err := testenv.GrowthLoad(growthAgent.Init, 2400, window/2000, "ppgrowth")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -398,9 +401,13 @@ func checkAlerts(t *testing.T, rule map[string]any, seen map[string]*alertSeen, 
 		}
 		t.Logf("%s for %s: %v, value %s, active for %v (for %v), labels %v", name, w.node, slices.Sorted(maps.Keys(s.states)), s.value, s.last.Sub(s.active).Round(time.Second), forOf[name], s.labels)
 	}
-	for key := range seen {
-		if strings.HasSuffix(key, "/"+idleNode) {
-			t.Errorf("an alert for the idle node: %s", key)
+	// Before Prometheus's first scrape of an agent, kube-state-metrics may
+	// already list its Node: PIDPressureAgentMissing is active for an
+	// evaluation or two (its for is 15 minutes). Anything longer for the
+	// idle node is an alert that should not be.
+	for key, s := range seen {
+		if strings.HasSuffix(key, "/"+idleNode) && (s.last.Sub(s.active) > 10*time.Second || !s.firing.IsZero()) {
+			t.Errorf("an alert for the idle node: %s, active for %v", key, s.last.Sub(s.active).Round(time.Second))
 		}
 	}
 }

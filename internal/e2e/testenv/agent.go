@@ -193,6 +193,10 @@ func childOf(pid int, timeout time.Duration) (int, error) {
 	return 0, fmt.Errorf("process %d started no PID namespace init within %s", pid, timeout)
 }
 
+// PID is the agent's process (in this PID namespace; with PIDMax, the
+// unshare that runs its namespace).
+func (a *Agent) PID() int { return a.cmd.Process.Pid }
+
 // Alive reports whether the agent process is still running.
 func (a *Agent) Alive() bool {
 	return a.cmd.ProcessState == nil && syscall.Kill(a.cmd.Process.Pid, 0) == nil

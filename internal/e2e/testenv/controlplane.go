@@ -81,7 +81,10 @@ type Cluster struct {
 
 // Start runs etcd and kube-apiserver on loopback from the binaries in bin.
 // Stop it with Stop.
-func Start(bin string) (*Cluster, error) {
+func Start(bin string) (*Cluster, error) { return StartWith(bin, nil) }
+
+// StartWith is Start with more kube-apiserver flags (name to value).
+func StartWith(bin string, flags map[string]string) (*Cluster, error) {
 	dir, err := os.MkdirTemp("", "pidpressure-e2e-")
 	if err != nil {
 		return nil, err
@@ -117,6 +120,9 @@ func Start(bin string) (*Cluster, error) {
 		Set("audit-log-path", filepath.Join(dir, auditLog)).
 		Set("audit-log-maxbackup", "0").
 		Disable("disable-admission-plugins")
+	for k, v := range flags {
+		api.Configure().Set(k, v)
+	}
 	env := &envtest.Environment{
 		BinaryAssetsDirectory: bin,
 		ControlPlane: envtest.ControlPlane{
