@@ -1,7 +1,12 @@
 package verdict
 
 import (
+	"cmp"
 	"fmt"
+	"maps"
+	"slices"
+	"sort"
+	"strings"
 	"time"
 
 	"github.com/pidpressure/pidpressure/internal/headroom"
@@ -153,4 +158,48 @@ func (c *Correlator) rollWindow(now time.Time) {
 		c.window = now
 		clear(c.announced)
 	}
+}
+
+// flush queues the Events due now: the new ones the write budget held
+// back, and the summaries of aggregates whose interval has passed, as far
+// as the budget allows; it forgets aggregates quiet for two intervals.
+// The queue is then put in time order.
+func (c *Correlator) flush(now time.Time) {
+	c.rollWindow(now)
+	// Oldest first: when the write budget is short, the earliest news
+	// goes out first, and the order does not depend on the map's.
+	keys := slices.SortedFunc(maps.Keys(c.aggs), func(x, y string) int {
+		return cmp.Or(c.aggs[x].ev.FirstTime.Compare(c.aggs[y].ev.FirstTime), strings.Compare(x, y))
+	})
+	for _, key := range keys {
+		a := c.aggs[key]
+		switch {
+		case a.deferred:
+			if !c.spend(a.ev.Reason, now) {
+				continue
+			}
+			a.deferred, a.pending, a.lastAnnounce = false, 0, now
+			c.out = append(c.out, c.summary(a.ev))
+			c.count(a.ev.Reason).Announced++
+		case a.pending > 0 && now.Sub(a.lastAnnounce) >= c.cfg.EventInterval:
+			if !c.spend(a.ev.Reason, now) {
+				continue
+			}
+			a.pending, a.lastAnnounce = 0, now
+			c.out = append(c.out, c.summary(a.ev))
+			c.count(a.ev.Reason).Summaries++
+		case a.pending == 0 && now.Sub(a.ev.LastTime) > 2*c.cfg.EventInterval:
+			delete(c.aggs, key) // quiet for two intervals: a new occurrence is news again
+		}
+	}
+	sort.SliceStable(c.out, func(i, j int) bool { return c.out[i].LastTime.Before(c.out[j].LastTime) })
+}
+
+// summary is e as announced after its first occurrence: its message with
+// how many times since when, once it happened more than once.
+func (c *Correlator) summary(e Event) Event {
+	if e.Count > 1 {
+		e.Message = c.clip(fmt.Sprintf("%s (%d times since %s)", e.Message, e.Count, e.FirstTime.UTC().Format(time.RFC3339)))
+	}
+	return e
 }

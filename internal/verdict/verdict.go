@@ -1,12 +1,7 @@
 package verdict
 
 import (
-	"cmp"
 	"fmt"
-	"maps"
-	"slices"
-	"sort"
-	"strings"
 	"time"
 
 	"k8s.io/utils/clock"
@@ -288,49 +283,13 @@ func isNodeUnit(u string) bool {
 
 func (c *Correlator) clip(s string) string { return logline.Sanitize(s, c.cfg.MaxMessage) }
 
-// summary is e as announced after its first occurrence: its message with
-// how many times since when, once it happened more than once.
-func (c *Correlator) summary(e Event) Event {
-	if e.Count > 1 {
-		e.Message = c.clip(fmt.Sprintf("%s (%d times since %s)", e.Message, e.Count, e.FirstTime.UTC().Format(time.RFC3339)))
-	}
-	return e
-}
-
 // Evaluate returns the condition now and the Events to announce since the
 // last call.
 func (c *Correlator) Evaluate() (Condition, []Event) {
 	now := c.clock.Now()
-	c.rollWindow(now)
-	// Oldest first: when the write budget is short, the earliest news
-	// goes out first, and the order does not depend on the map's.
-	keys := slices.SortedFunc(maps.Keys(c.aggs), func(x, y string) int {
-		return cmp.Or(c.aggs[x].ev.FirstTime.Compare(c.aggs[y].ev.FirstTime), strings.Compare(x, y))
-	})
-	for _, key := range keys {
-		a := c.aggs[key]
-		switch {
-		case a.deferred:
-			if !c.spend(a.ev.Reason, now) {
-				continue
-			}
-			a.deferred, a.pending, a.lastAnnounce = false, 0, now
-			c.out = append(c.out, c.summary(a.ev))
-			c.count(a.ev.Reason).Announced++
-		case a.pending > 0 && now.Sub(a.lastAnnounce) >= c.cfg.EventInterval:
-			if !c.spend(a.ev.Reason, now) {
-				continue
-			}
-			a.pending, a.lastAnnounce = 0, now
-			c.out = append(c.out, c.summary(a.ev))
-			c.count(a.ev.Reason).Summaries++
-		case a.pending == 0 && now.Sub(a.ev.LastTime) > 2*c.cfg.EventInterval:
-			delete(c.aggs, key) // quiet for two intervals: a new occurrence is news again
-		}
-	}
+	c.flush(now)
 	events := c.out
 	c.out = nil
-	sort.SliceStable(events, func(i, j int) bool { return events[i].LastTime.Before(events[j].LastTime) })
 
 	reason, msg := c.desired(now)
 	switch {
