@@ -127,7 +127,7 @@ func printDiagnosis(w io.Writer, dg diagnosis) error {
 			if c.AtLimit {
 				at = "YES"
 			}
-			printf(tw, "  %s\tv%d %s\t%s\t%s\t%s\t%d\t%s\t%s\n", treeLabel(c.Path, paths), c.Version, c.Kind, cur, c.Max, used, c.Rejected, at, dashIfEmpty(who))
+			printf(tw, "  %s\tv%d %s\t%s\t%s\t%s\t%d\t%s\t%s\n", treeLabel(c.Path, paths), c.Version, c.Kind, cur, c.Max, used, c.Refused, at, dashIfEmpty(who))
 		}
 		_ = tw.Flush()
 	}

@@ -226,7 +226,7 @@ func TestDiagnoseFullPidsCgroup(t *testing.T) {
 	if got == nil {
 		t.Fatalf("cgroup /%s not in diagnose output; errors %v", name, d.Errors)
 	}
-	if got.Version != version || got.Max != headroom.Finite(6) || got.Current != 6 || !got.AtLimit || got.Rejected < 1 {
+	if got.Version != version || got.Max != headroom.Finite(6) || got.Current != 6 || !got.AtLimit || got.Refused < 1 {
 		t.Errorf("cgroup = %+v, want v%d at its limit of 6 with refused forks", *got, version)
 	}
 	if !strings.Contains(stderr.String(), "fork") && !strings.Contains(stderr.String(), "Cannot") {

@@ -36,7 +36,7 @@ type tailRecord struct {
 	Unit      string            `json:"unit,omitempty"`
 	Cgroup    string            `json:"cgroup,omitempty"`
 	Pod       string            `json:"pod,omitempty"`
-	Rejected  uint64            `json:"rejected,omitempty"`
+	Refused   uint64            `json:"rejected,omitempty"`
 	Count     uint64            `json:"count,omitempty"`
 	Limit     string            `json:"limit,omitempty"`
 	Refusing  string            `json:"refusing,omitempty"`
@@ -93,7 +93,7 @@ file's extra signatures are matched before the built-in catalog.`,
 			}
 			sc := conf.Detector().Sources
 			root := sc.Root
-			src := agent.NewSources(sc, m, clock.RealClock{}, log)
+			src := agent.NewSupervisor(sc, m, clock.RealClock{}, log)
 			var wg sync.WaitGroup
 			wg.Add(1)
 			go func() {
@@ -102,7 +102,7 @@ file's extra signatures are matched before the built-in catalog.`,
 			}()
 			err = src.Run(cmd.Context())
 			st := src.Stats()
-			log.Info("stopped", "lines", st.Lines.Load(), "matches", st.Matches.Load(), "rejected", st.Rejected.Load(), "counted", st.Counted.Load(), "dropped", st.Dropped.Load())
+			log.Info("stopped", "lines", st.Lines.Load(), "matches", st.Matches.Load(), "rejected", st.Refused.Load(), "counted", st.Counted.Load(), "dropped", st.Dropped.Load())
 			return err
 		},
 	}
@@ -154,10 +154,10 @@ func printReports(w io.Writer, output string, root hostfs.Root, reports <-chan a
 			if p := headroom.PodOfPath(root, c.Cgroup); p != nil {
 				rec.Pod = p.String()
 			}
-		case agent.KindRejected:
+		case agent.KindRefused:
 			rec.Source = "pids.events"
-			rec.Cgroup, rec.Rejected, rec.Total = r.Event.Target.Path, r.Event.Rejected, r.Event.Total
-			if p := headroom.PodOfPath(root, r.Event.Target.Path); p != nil {
+			rec.Cgroup, rec.Refused, rec.Total = r.Refusal.Target.Path, r.Refusal.Refused, r.Refusal.Total
+			if p := headroom.PodOfPath(root, r.Refusal.Target.Path); p != nil {
 				rec.Pod = p.String()
 			}
 		}
@@ -195,12 +195,12 @@ func textRecord(r tailRecord) string {
 		}
 		return fmt.Sprintf("%s  counted  %d %s creation(s) of %s refused at %s", r.Time, r.Count, r.Class, who, at)
 	}
-	if r.Kind == string(agent.KindRejected) {
+	if r.Kind == string(agent.KindRefused) {
 		who := r.Cgroup
 		if r.Pod != "" {
 			who += " (" + r.Pod + ")"
 		}
-		return fmt.Sprintf("%s  refused  %d fork(s) refused by pids.max in %s (total %d)", r.Time, r.Rejected, who, r.Total)
+		return fmt.Sprintf("%s  refused  %d fork(s) refused by pids.max in %s (total %d)", r.Time, r.Refused, who, r.Total)
 	}
 	origin := r.Source
 	if r.PID > 0 {

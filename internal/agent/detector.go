@@ -59,10 +59,10 @@ type Detector struct {
 	sentPercent float64
 	sentAt      time.Time
 
-	src      atomic.Pointer[Sources]
-	matches  map[MatchKey]uint64   // under mu
-	rejected map[string]uint64     // under mu
-	counted  map[CountedKey]uint64 // under mu
+	src     atomic.Pointer[Supervisor]
+	matches map[MatchKey]uint64   // under mu
+	refused map[string]uint64     // under mu
+	counted map[CountedKey]uint64 // under mu
 
 	// Owned by Run's goroutine.
 	census   headroom.Scan // the last walk of /proc
@@ -91,7 +91,7 @@ func NewDetector(cfg DetectorConfig, m *signature.Matcher, clk clock.WithTicker,
 	}
 	return &Detector{cfg: cfg, m: m, clock: clk, log: log, sink: sink,
 		sampler: headroom.NewSampler(cfg.Sources.Root), corr: verdict.New(cfg.Verdict, clk),
-		matches: map[MatchKey]uint64{}, rejected: map[string]uint64{}, counted: map[CountedKey]uint64{}}
+		matches: map[MatchKey]uint64{}, refused: map[string]uint64{}, counted: map[CountedKey]uint64{}}
 }
 
 // Run runs until ctx is done (then it returns nil) or the node layer cannot
@@ -138,7 +138,7 @@ func (d *Detector) Run(ctx context.Context) error {
 	}
 	d.evaluate()
 
-	src := NewSources(scfg, d.m, d.clock, d.log)
+	src := NewSupervisor(scfg, d.m, d.clock, d.log)
 	src.keep = keep // loaded once
 	src.useHierarchies(hs, hsErr)
 	d.src.Store(src)
@@ -231,7 +231,7 @@ func (d *Detector) observe(r Report) {
 	switch r.Kind {
 	case KindMatch:
 		f = d.lineFailure(r)
-	case KindRejected:
+	case KindRefused:
 		var ok bool
 		if f, ok = d.refusalFailure(r); !ok {
 			return // the cgroup is gone

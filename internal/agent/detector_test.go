@@ -35,7 +35,7 @@ func TestLateLineOfAGoneProcess(t *testing.T) {
 	cfg := verdict.DefaultConfig()
 	d := NewDetector(DetectorConfig{Sources: Config{Root: hostfs.New(t.TempDir())}, Verdict: cfg}, m, clk, quietLog(), discardSink{})
 	d.corr.Record(nodeAt(1000))
-	pod := headroom.Cgroup{Path: "/kubepods/pod1", Kind: "pod", Max: headroom.Finite(20), Current: 20, Rejected: 50, AtLimit: true}
+	pod := headroom.Cgroup{Path: "/kubepods/pod1", Kind: "pod", Max: headroom.Finite(20), Current: 20, Refused: 50, AtLimit: true}
 	d.members.remember(4242, pod, clk.Now())
 	msg := "bash: fork: retry: Resource temporarily unavailable"
 	h, ok := m.MatchString(msg)

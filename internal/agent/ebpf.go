@@ -57,7 +57,7 @@ type Counted struct {
 // ebpfSource counts refused creations in the kernel (internal/forkfail).
 // It keeps no position: its counts start when it attaches.
 type ebpfSource struct {
-	s    *Sources
+	s    *Supervisor
 	mode atomic.Pointer[forkfail.Mode]
 }
 
@@ -209,7 +209,7 @@ func (r *countedReader) read(now time.Time) ([]Counted, error) {
 }
 
 // EBPFMode is how the eBPF source attached ("" while it has not).
-func (s *Sources) EBPFMode() forkfail.Mode {
+func (s *Supervisor) EBPFMode() forkfail.Mode {
 	for _, src := range s.list {
 		if e, ok := src.(*ebpfSource); ok {
 			if m := e.mode.Load(); m != nil {

@@ -112,7 +112,7 @@ func (d *Detector) lineFailure(r Report) verdict.Failure {
 		a.Reason = headroom.ReasonReadLate(late, node)
 	}
 	if a.Cgroup != nil {
-		a.Cgroup.Rejected = d.refusedSince(*a.Cgroup)
+		a.Cgroup.Refused = d.refusedSince(*a.Cgroup)
 	}
 	return verdict.Failure{Class: h.Class, Signature: h.Signature, Trust: h.Trust, Who: who, Attribution: a}
 }
@@ -149,8 +149,8 @@ func (d *Detector) attribute(o headroom.Origin, n headroom.Node, now time.Time) 
 // refusalFailure turns an increase of a cgroup's refused-fork counter into
 // a failure.
 func (d *Detector) refusalFailure(r Report) (verdict.Failure, bool) {
-	t := r.Event.Target
-	return d.cgroupRefusal(t.Hierarchy, t.Path, r.Event.Rejected)
+	t := r.Refusal.Target
+	return d.cgroupRefusal(t.Hierarchy, t.Path, r.Refusal.Refused)
 }
 
 // cgroupRefusal is a failure of n forks whose refusal the kernel counted
@@ -163,7 +163,7 @@ func (d *Detector) cgroupRefusal(h headroom.Hierarchy, p string, n uint64) (verd
 	if err != nil {
 		return verdict.Failure{}, false
 	}
-	rejected := d.refusedSince(counted)
+	refused := d.refusedSince(counted)
 	c := headroom.RefusingCgroup(d.cfg.Sources.Root, h, counted)
 	p = c.Path
 	now := d.clock.Now()
@@ -181,7 +181,7 @@ func (d *Detector) cgroupRefusal(h headroom.Hierarchy, p string, n uint64) (verd
 		}
 		d.listed[key] = now
 	}
-	c.Rejected = rejected
+	c.Refused = refused
 	a := headroom.Attribution{Layer: headroom.LayerCgroup, Limit: "pids.max", Used: c.Current, Max: c.Max.Value, Cgroup: &c, Node: d.peakAround(now),
 		Reason: fmt.Sprintf("the kernel refused %d forks in cgroup %s (pids.max %s)", n, c.Path, c.Max)}
 	return verdict.Failure{Class: signature.ClassProcess, Trust: logline.TrustKernel, Attribution: a}, true
@@ -255,14 +255,14 @@ func countedWho(root hostfs.Root, c Counted) string {
 func (d *Detector) refusedSince(c headroom.Cgroup) uint64 {
 	src := d.src.Load()
 	if src == nil {
-		return c.Rejected
+		return c.Refused
 	}
 	for _, h := range d.hs {
 		if h.Version == c.Version {
-			return src.RefusedSince(h, c.Path, c.Rejected)
+			return src.RefusedSince(h, c.Path, c.Refused)
 		}
 	}
-	return c.Rejected
+	return c.Refused
 }
 
 // censusFor returns a census that describes the node n at now: one no

@@ -14,7 +14,7 @@ import (
 // keeps what it has not been read: its source waits rather than drop a
 // line, and reads on when the detector has caught up. (The kernel's ring
 // does not wait for a slow reader, so kmsg drops and counts instead.)
-func (s *Sources) deliverWait(ctx context.Context, r Report) error {
+func (s *Supervisor) deliverWait(ctx context.Context, r Report) error {
 	select {
 	case s.out <- r:
 		return nil
@@ -25,7 +25,7 @@ func (s *Sources) deliverWait(ctx context.Context, r Report) error {
 
 // journalSource follows the systemd journal (internal/journal).
 type journalSource struct {
-	s      *Sources
+	s      *Supervisor
 	saved  string                 // the cursor loaded from the state file
 	cursor atomic.Pointer[string] // where the reader stands, once it has read
 }
@@ -50,7 +50,7 @@ func (j *journalSource) run(ctx context.Context, c *sourceCounters) error {
 	if c := j.cursor.Load(); c != nil {
 		cursor = *c // a restart of the source resumes where it stopped
 	}
-	src, err := journal.OpenSource(journal.SourceOptions{Dir: s.cfg.JournalDir, Cursor: cursor, Lazy: true, Clock: s.clock})
+	src, err := journal.OpenLive(journal.LiveOptions{Dir: s.cfg.JournalDir, Cursor: cursor, Lazy: true, Clock: s.clock})
 	if err != nil {
 		return err
 	}
@@ -111,7 +111,7 @@ func (j *journalSource) run(ctx context.Context, c *sourceCounters) error {
 	}
 }
 
-func (j *journalSource) recordCursor(src *journal.Source) {
+func (j *journalSource) recordCursor(src *journal.LiveReader) {
 	if c, err := src.Cursor(); err == nil {
 		j.cursor.Store(&c)
 	}

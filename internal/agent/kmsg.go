@@ -17,7 +17,7 @@ const kmsgName = "kmsg"
 
 // kmsgSource reads /dev/kmsg (internal/kmsg).
 type kmsgSource struct {
-	s      *Sources
+	s      *Supervisor
 	bootID string        // this boot's, read once at load
 	saved  state.KmsgPos // as loaded; kept while no reader opened
 	fresh  bool
@@ -94,7 +94,7 @@ func (k *kmsgSource) run(ctx context.Context, c *sourceCounters) error {
 	}
 }
 
-func (s *Sources) match(stream *signature.Stream, l logline.Line) {
+func (s *Supervisor) match(stream *signature.Stream, l logline.Line) {
 	h, ok := stream.Match(l)
 	if !ok {
 		return

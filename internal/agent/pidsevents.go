@@ -14,7 +14,7 @@ import (
 // pidsEventsSource watches the pids.events of the cgroups that matter
 // (internal/pidsevents): the forks the kernel refused.
 type pidsEventsSource struct {
-	s       *Sources
+	s       *Supervisor
 	saved   map[string]uint64 // the counters loaded from the state file
 	fresh   bool
 	watcher atomic.Pointer[pidsevents.Watcher]
@@ -58,7 +58,7 @@ func (p *pidsEventsSource) run(ctx context.Context, c *sourceCounters) error {
 	s.log.Info("source started", "source", "pids.events", "hierarchies", len(hs))
 	tick := s.clock.NewTicker(s.cfg.Rediscover)
 	defer tick.Stop()
-	events := make(chan pidsevents.Event)
+	events := make(chan pidsevents.Refusal)
 	errc := make(chan error, 1)
 	go func() {
 		for {
@@ -88,14 +88,14 @@ func (p *pidsEventsSource) run(ctx context.Context, c *sourceCounters) error {
 		case <-tick.C():
 			s.setTargets(w, hs, nil, false) // new cgroups start from zero
 		case ev := <-events:
-			s.stats.Rejected.Add(ev.Rejected)
-			c.lines.Add(ev.Rejected)
-			s.deliver(Report{Kind: KindRejected, Time: s.clock.Now(), Event: ev})
+			s.stats.Refused.Add(ev.Refused)
+			c.lines.Add(ev.Refused)
+			s.deliver(Report{Kind: KindRefused, Time: s.clock.Now(), Refusal: ev})
 		}
 	}
 }
 
-func (s *Sources) setTargets(w *pidsevents.Watcher, hs []headroom.Hierarchy, last map[string]uint64, baseline bool) {
+func (s *Supervisor) setTargets(w *pidsevents.Watcher, hs []headroom.Hierarchy, last map[string]uint64, baseline bool) {
 	var targets []pidsevents.Target
 	for _, h := range hs {
 		found, err := headroom.Discover(s.cfg.Root, h)
@@ -115,7 +115,7 @@ func (s *Sources) setTargets(w *pidsevents.Watcher, hs []headroom.Hierarchy, las
 // RefusedSince returns how many forks the cgroup at path of h refused since
 // the pids.events source took its baseline, given its counter now (the
 // counter itself before the source runs or for a cgroup it does not watch).
-func (s *Sources) RefusedSince(h headroom.Hierarchy, path string, total uint64) uint64 {
+func (s *Supervisor) RefusedSince(h headroom.Hierarchy, path string, total uint64) uint64 {
 	for _, src := range s.list {
 		if p, ok := src.(*pidsEventsSource); ok {
 			if w := p.watcher.Load(); w != nil {

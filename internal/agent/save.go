@@ -49,14 +49,14 @@ func loadState(dir string, log *slog.Logger) *keeper {
 }
 
 // requestSave asks the saver to save now; it never blocks.
-func (s *Sources) requestSave() {
+func (s *Supervisor) requestSave() {
 	select {
 	case s.saveNow <- struct{}{}:
 	default:
 	}
 }
 
-func (s *Sources) saveLoop(ctx context.Context, store *state.Store) {
+func (s *Supervisor) saveLoop(ctx context.Context, store *state.Store) {
 	tick := s.clock.NewTicker(s.cfg.SaveEvery)
 	defer tick.Stop()
 	for {
@@ -71,7 +71,7 @@ func (s *Sources) saveLoop(ctx context.Context, store *state.Store) {
 	}
 }
 
-func (s *Sources) save(store *state.Store) {
+func (s *Supervisor) save(store *state.Store) {
 	st := state.State{PidsEvents: map[string]uint64{}}
 	for _, src := range s.list {
 		src.position(&st)

@@ -52,8 +52,8 @@ type Kind string
 const (
 	// KindMatch is a log line that matched a signature.
 	KindMatch Kind = "match"
-	// KindRejected is an increase of a cgroup's refused-fork counter.
-	KindRejected Kind = "rejected"
+	// KindRefused is an increase of a cgroup's refused-fork counter.
+	KindRefused Kind = "rejected"
 	// KindCounted is a count of creations the kernel refused, from the
 	// eBPF counter.
 	KindCounted Kind = "counted"
@@ -66,21 +66,21 @@ type Report struct {
 	// Line and Hit are set for KindMatch.
 	Line logline.Line
 	Hit  signature.Hit
-	// Event is set for KindRejected.
-	Event pidsevents.Event
+	// Refusal is set for KindRefused.
+	Refusal pidsevents.Refusal
 	// Counted is set for KindCounted.
 	Counted Counted
 }
 
 // Stats count the sources' work.
 type Stats struct {
-	Lines, Matches, Rejected, Counted, Dropped atomic.Uint64
+	Lines, Matches, Refused, Counted, Dropped atomic.Uint64
 }
 
 // source is one live source: something that yields lines or refusals.
 // Each lives in a file of its own (journal.go, kmsg.go, pidsevents.go,
 // ebpf.go) and
-// is wired by one line in NewSources; Sources runs them all under one
+// is wired by one line in NewSupervisor; the Supervisor runs them all under one
 // supervisor and saves their positions in one state file.
 type source interface {
 	// name names the source in logs, metrics and /healthz.
@@ -97,8 +97,8 @@ type source interface {
 	position(st *state.State)
 }
 
-// Sources runs the live sources.
-type Sources struct {
+// Supervisor runs the live sources.
+type Supervisor struct {
 	cfg     Config
 	m       *signature.Matcher
 	clock   clock.WithTicker
@@ -145,7 +145,7 @@ type SourceStat struct {
 }
 
 // SourceStats returns every source's state, in the order of the list.
-func (s *Sources) SourceStats() []SourceStat {
+func (s *Supervisor) SourceStats() []SourceStat {
 	out := make([]SourceStat, len(s.list))
 	for i, src := range s.list {
 		p := &s.per[i]
@@ -159,7 +159,7 @@ func (s *Sources) SourceStats() []SourceStat {
 }
 
 // up reports whether the source named name is running.
-func (s *Sources) up(name string) bool {
+func (s *Supervisor) up(name string) bool {
 	for i, src := range s.list {
 		if src.name() == name {
 			return s.per[i].up.Load()
@@ -168,8 +168,8 @@ func (s *Sources) up(name string) bool {
 	return false
 }
 
-// NewSources returns the sources; nothing is opened until Run.
-func NewSources(cfg Config, m *signature.Matcher, clk clock.WithTicker, log *slog.Logger) *Sources {
+// NewSupervisor returns the sources; nothing is opened until Run.
+func NewSupervisor(cfg Config, m *signature.Matcher, clk clock.WithTicker, log *slog.Logger) *Supervisor {
 	if cfg.SaveEvery <= 0 {
 		cfg.SaveEvery = 5 * time.Second
 	}
@@ -179,7 +179,7 @@ func NewSources(cfg Config, m *signature.Matcher, clk clock.WithTicker, log *slo
 	if cfg.Buffer <= 0 {
 		cfg.Buffer = 1024
 	}
-	s := &Sources{cfg: cfg, m: m, clock: clk, log: log, out: make(chan Report, cfg.Buffer), saveNow: make(chan struct{}, 1)}
+	s := &Supervisor{cfg: cfg, m: m, clock: clk, log: log, out: make(chan Report, cfg.Buffer), saveNow: make(chan struct{}, 1)}
 	// The sources, one line each.
 	s.list = []source{
 		&journalSource{s: s},
@@ -193,7 +193,7 @@ func NewSources(cfg Config, m *signature.Matcher, clk clock.WithTicker, log *slo
 
 // useHierarchies keeps the cgroup hierarchies (and why there are none) for
 // every source: discovered once, by the detector or by Run.
-func (s *Sources) useHierarchies(hs []headroom.Hierarchy, err error) {
+func (s *Supervisor) useHierarchies(hs []headroom.Hierarchy, err error) {
 	s.hs, s.hsErr = hs, err
 	if s.hs == nil {
 		s.hs = []headroom.Hierarchy{} // discovered, and none
@@ -202,7 +202,7 @@ func (s *Sources) useHierarchies(hs []headroom.Hierarchy, err error) {
 
 // hierarchies are the cgroup hierarchies with the pids controller, or why
 // there are none (an error matching hostfs.ErrNotSupported).
-func (s *Sources) hierarchies() ([]headroom.Hierarchy, error) {
+func (s *Supervisor) hierarchies() ([]headroom.Hierarchy, error) {
 	if len(s.hs) == 0 && s.hsErr != nil {
 		return nil, s.hsErr
 	}
@@ -211,12 +211,12 @@ func (s *Sources) hierarchies() ([]headroom.Hierarchy, error) {
 
 // Reports is where the sources deliver. When the consumer falls behind,
 // reports are dropped and counted, never queued without bound.
-func (s *Sources) Reports() <-chan Report { return s.out }
+func (s *Supervisor) Reports() <-chan Report { return s.out }
 
 // Stats returns the counters.
-func (s *Sources) Stats() *Stats { return &s.stats }
+func (s *Supervisor) Stats() *Stats { return &s.stats }
 
-func (s *Sources) deliver(r Report) {
+func (s *Supervisor) deliver(r Report) {
 	select {
 	case s.out <- r:
 	default:
@@ -227,7 +227,7 @@ func (s *Sources) deliver(r Report) {
 // Run starts every enabled source and blocks until ctx is done. A source
 // that is not supported here is logged and left off; one that fails is
 // restarted with capped backoff. It returns nil when ctx is cancelled.
-func (s *Sources) Run(ctx context.Context) error {
+func (s *Supervisor) Run(ctx context.Context) error {
 	if s.keep == nil { // run alone (tail): the state is loaded here, once
 		s.keep = loadState(s.cfg.StateDir, s.log)
 	}
@@ -274,7 +274,7 @@ func (s *Sources) Run(ctx context.Context) error {
 // up: Run blocks until then, so that a host where no source can be read
 // (a user without the right to any) still has its headroom sampled,
 // rather than the detector stopping at once.
-func (s *Sources) supervise(ctx context.Context, idx int, run func(context.Context) error) {
+func (s *Supervisor) supervise(ctx context.Context, idx int, run func(context.Context) error) {
 	name := s.list[idx].name()
 	backoff := time.Second
 	for ctx.Err() == nil {

@@ -24,13 +24,13 @@ import (
 
 func quietLog() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
-func newTestSources(t *testing.T, clk *testclock.FakeClock, buffer int) *Sources {
+func newTestSupervisor(t *testing.T, clk *testclock.FakeClock, buffer int) *Supervisor {
 	t.Helper()
 	m, err := signature.NewDefault()
 	if err != nil {
 		t.Fatal(err)
 	}
-	return NewSources(Config{Buffer: buffer}, m, clk, quietLog())
+	return NewSupervisor(Config{Buffer: buffer}, m, clk, quietLog())
 }
 
 // TestSuperviseBacksOff: a failing source is restarted after 1 s, 2 s, 4 s…
@@ -38,7 +38,7 @@ func newTestSources(t *testing.T, clk *testclock.FakeClock, buffer int) *Sources
 func TestSuperviseBacksOff(t *testing.T) {
 	t.Parallel()
 	clk := testclock.NewFakeClock(time.Unix(0, 0))
-	s := newTestSources(t, clk, 1)
+	s := newTestSupervisor(t, clk, 1)
 	var runs atomic.Int32
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -87,7 +87,7 @@ func TestSuperviseBacksOff(t *testing.T) {
 func TestSuperviseGivesUpWhenNotSupported(t *testing.T) {
 	t.Parallel()
 	clk := testclock.NewFakeClock(time.Unix(0, 0))
-	s := newTestSources(t, clk, 1)
+	s := newTestSupervisor(t, clk, 1)
 	var runs atomic.Int32
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -125,7 +125,7 @@ func TestSuperviseGivesUpWhenNotSupported(t *testing.T) {
 // are dropped and counted; delivery never blocks.
 func TestDeliverDropsAndCounts(t *testing.T) {
 	t.Parallel()
-	s := newTestSources(t, testclock.NewFakeClock(time.Unix(0, 0)), 4)
+	s := newTestSupervisor(t, testclock.NewFakeClock(time.Unix(0, 0)), 4)
 	stream := s.m.NewStream()
 	done := make(chan struct{})
 	go func() {
@@ -147,7 +147,7 @@ func TestDeliverDropsAndCounts(t *testing.T) {
 // TestRunWithNothingEnabled returns when its context ends.
 func TestRunWithNothingEnabled(t *testing.T) {
 	t.Parallel()
-	s := newTestSources(t, testclock.NewFakeClock(time.Unix(0, 0)), 1)
+	s := newTestSupervisor(t, testclock.NewFakeClock(time.Unix(0, 0)), 1)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	if err := s.Run(ctx); err != nil {
@@ -182,7 +182,7 @@ func TestSaveKeepsKmsgPositionUntilRead(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := NewSources(Config{Root: hostfs.New(dir), KmsgPath: filepath.Join(dir, "dev", "kmsg"), StateDir: stateDir},
+	s := NewSupervisor(Config{Root: hostfs.New(dir), KmsgPath: filepath.Join(dir, "dev", "kmsg"), StateDir: stateDir},
 		m, testclock.NewFakeClock(time.Unix(0, 0)), quietLog())
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -245,7 +245,7 @@ func osThreads(t *testing.T) int {
 }
 
 // indexOf is the index of the source named name in s's list.
-func indexOf(t testing.TB, s *Sources, name string) int {
+func indexOf(t testing.TB, s *Supervisor, name string) int {
 	t.Helper()
 	for i, src := range s.list {
 		if src.name() == name {
@@ -262,7 +262,7 @@ func indexOf(t testing.TB, s *Sources, name string) int {
 func TestPositionsKeptWhileASourceDoesNotRun(t *testing.T) {
 	t.Parallel()
 	clk := testclock.NewFakeClock(time.Unix(0, 0))
-	s := newTestSources(t, clk, 1)
+	s := newTestSupervisor(t, clk, 1)
 	loaded := state.State{
 		Journal:    state.JournalPos{Cursor: "s=abc;i=12"},
 		Kmsg:       state.KmsgPos{BootID: "b1", Seq: 1208},

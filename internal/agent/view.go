@@ -21,9 +21,9 @@ type View struct {
 	Predicting bool
 	// Matches counts matched lines by signature, family and trust.
 	Matches map[MatchKey]uint64
-	// Rejected counts forks refused by pids.max, per cgroup path (at most
-	// maxRejectedCgroups paths; the rest under "other").
-	Rejected map[string]uint64
+	// Refused counts forks refused by pids.max, per cgroup path (at most
+	// maxRefusedCgroups paths; the rest under "other").
+	Refused map[string]uint64
 	// Counted counts the creations the kernel refused (the eBPF counter),
 	// by limit, subject and class.
 	Counted map[CountedKey]uint64
@@ -67,14 +67,14 @@ func countedSubject(c Counted) string {
 	}
 }
 
-// maxRejectedCgroups bounds the per-cgroup refusal counts: pods come and go.
-const maxRejectedCgroups = 256
+// maxRefusedCgroups bounds the per-cgroup refusal counts: pods come and go.
+const maxRefusedCgroups = 256
 
 // View returns the detector's state now. It is safe to call at any time.
 func (d *Detector) View() View {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	v := View{Condition: d.corr.Condition(), Matches: maps.Clone(d.matches), Rejected: maps.Clone(d.rejected), Counted: maps.Clone(d.counted), Events: d.corr.Tally()}
+	v := View{Condition: d.corr.Condition(), Matches: maps.Clone(d.matches), Refused: maps.Clone(d.refused), Counted: maps.Clone(d.counted), Events: d.corr.Tally()}
 	v.Node, v.HasNode = d.corr.Node()
 	v.Prediction, v.Predicting = d.corr.Prediction()
 	if src := d.src.Load(); src != nil {
@@ -89,12 +89,12 @@ func (d *Detector) count(r Report) {
 	switch r.Kind {
 	case KindMatch:
 		d.matches[MatchKey{r.Hit.Signature, r.Hit.Family, string(r.Hit.Trust)}]++
-	case KindRejected:
-		p := r.Event.Target.Path
-		if _, ok := d.rejected[p]; !ok && len(d.rejected) >= maxRejectedCgroups {
+	case KindRefused:
+		p := r.Refusal.Target.Path
+		if _, ok := d.refused[p]; !ok && len(d.refused) >= maxRefusedCgroups {
 			p = "other"
 		}
-		d.rejected[p] += r.Event.Rejected
+		d.refused[p] += r.Refusal.Refused
 	case KindCounted:
 		d.counted[CountedKey{r.Counted.Limit.String(), countedSubject(r.Counted), r.Counted.Class.String()}] += r.Counted.Count
 	}

@@ -148,7 +148,7 @@ func Judge(ev Evidence, n Node) Attribution {
 		a.Reason = n.UsageBinding()
 		return a
 	}
-	if c := deepest(ev.Chain, func(c Cgroup) bool { return !c.Max.Unlimited && c.Rejected > 0 }); c != nil {
+	if c := deepest(ev.Chain, func(c Cgroup) bool { return !c.Max.Unlimited && c.Refused > 0 }); c != nil {
 		// Nothing is at its limit now, but the origin's cgroup (or one
 		// above it) has refused forks: the failing process often dies of
 		// the failure and takes its tasks with it.

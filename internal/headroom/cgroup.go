@@ -35,9 +35,9 @@ type Cgroup struct {
 	Current uint64 `json:"current"`
 	// Max is pids.max; null (unlimited) is "max".
 	Max Limit `json:"max"`
-	// Rejected is the "max" count of refused forks the kernel keeps for the
+	// Refused is the "max" count of refused forks the kernel keeps for the
 	// cgroup (see ReadRejected for what it counts on which kernel).
-	Rejected uint64 `json:"rejected"`
+	Refused uint64 `json:"rejected"`
 	// Peak is pids.peak where the kernel has it.
 	Peak *uint64 `json:"peak,omitempty"`
 	// AtLimit is true when Current has reached a finite Max.
@@ -154,7 +154,7 @@ func ReadCgroup(h Hierarchy, p string) (Cgroup, error) {
 	}
 	events, _ := eventsFile(h, dir)
 	if b, err := hostfs.ReadSmall(events); err == nil {
-		if c.Rejected, err = parseEvents(b); err != nil {
+		if c.Refused, err = parseEvents(b); err != nil {
 			return Cgroup{}, fmt.Errorf("%s: %w", events, err)
 		}
 	}
@@ -217,7 +217,7 @@ func eventsFile(h Hierarchy, dir string) (string, bool) {
 // limit (pids.events.local), that is c. Where it counts at the forking
 // task's cgroup (v1, older v2), it is c or an ancestor: the nearest at its
 // limit, else the nearest with a finite limit when c has none, else c.
-// Rejected is c's count either way.
+// Refused is c's count either way.
 func RefusingCgroup(root hostfs.Root, h Hierarchy, c Cgroup) Cgroup {
 	p := path.Clean("/" + c.Path)
 	if _, atLimit := eventsFile(h, filepath.Join(h.Dir, filepath.FromSlash(p))); atLimit || c.AtLimit {
@@ -229,7 +229,7 @@ func RefusingCgroup(root hostfs.Root, h Hierarchy, c Cgroup) Cgroup {
 		if err != nil {
 			break
 		}
-		a.Rejected = c.Rejected
+		a.Refused = c.Refused
 		if a.AtLimit {
 			return a
 		}

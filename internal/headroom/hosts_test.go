@@ -237,7 +237,7 @@ func TestAttributeCgroupThatRefused(t *testing.T) {
 	n := Node{Tasks: 155, PIDMax: 32768, ThreadsMax: 100000, LastPID: 9000}
 	n.derive()
 	a := Attribute(root, n, hs, Origin{UID: -1, Cgroup: "/system.slice/kubelet.service"}, nil)
-	if a.Layer != LayerCgroup || a.Cgroup == nil || a.Cgroup.Unit != "kubelet.service" || a.Cgroup.Rejected != 20 || a.Used != 0 || a.Max != 12 {
+	if a.Layer != LayerCgroup || a.Cgroup == nil || a.Cgroup.Unit != "kubelet.service" || a.Cgroup.Refused != 20 || a.Used != 0 || a.Max != 12 {
 		t.Errorf("a unit that refused 20 forks: %+v (cgroup %+v)", a, a.Cgroup)
 	}
 	if !strings.Contains(a.Reason, "refused 20 forks") {
@@ -271,17 +271,17 @@ func TestHostCapturedFromTheNodeVM(t *testing.T) {
 		case c.Kind == KindContainer && c.Pod != nil && c.Pod.String() == "default/forker":
 			ctr = &d.Cgroups[i]
 		case c.Kind == KindKubepods || c.Kind == KindQoS:
-			if c.Rejected != 0 {
-				t.Errorf("%s counts %d refusals as its own", c.Path, c.Rejected)
+			if c.Refused != 0 {
+				t.Errorf("%s counts %d refusals as its own", c.Path, c.Refused)
 			}
 		}
 	}
-	if pod == nil || pod.Max != Finite(300) || pod.Rejected == 0 || !pod.AtLimit {
+	if pod == nil || pod.Max != Finite(300) || pod.Refused == 0 || !pod.AtLimit {
 		t.Fatalf("pod default/forker = %+v, want at pids.max 300 with refusals", pod)
 	}
 	// systemd gives the container's scope its DefaultTasksMax (15 % of
 	// threads-max here): finite, far from reached, no refusals.
-	if ctr == nil || ctr.Rejected != 0 || ctr.AtLimit {
+	if ctr == nil || ctr.Refused != 0 || ctr.AtLimit {
 		t.Errorf("its container = %+v, want below its limit and no refusals of its own", ctr)
 	}
 	// pids.events, which the agent no longer reads on this kernel, counts
@@ -334,7 +334,7 @@ func TestHostCapturedUnitAtTasksMax(t *testing.T) {
 		t.Fatalf("Diagnose() error = %v", err)
 	}
 	unit := cgroupByPath(t, d, "containerd.service")
-	if unit.Kind != KindUnit || unit.Unit != "containerd.service" || unit.Max.Unlimited || unit.Rejected == 0 {
+	if unit.Kind != KindUnit || unit.Unit != "containerd.service" || unit.Max.Unlimited || unit.Refused == 0 {
 		t.Errorf("containerd.service = %+v, want a finite TasksMax that refused forks", unit)
 	}
 	if f := findingOf(d, "UnitTasksMaxFinite"); f == nil || !strings.Contains(f.Message, "containerd.service") {
@@ -342,7 +342,7 @@ func TestHostCapturedUnitAtTasksMax(t *testing.T) {
 	}
 	// The kubelet's unit has systemd's DefaultTasksMax (15 % of
 	// threads-max), far from reached.
-	if kubelet := cgroupByPath(t, d, "kubelet.service"); kubelet.Rejected != 0 || kubelet.AtLimit {
+	if kubelet := cgroupByPath(t, d, "kubelet.service"); kubelet.Refused != 0 || kubelet.AtLimit {
 		t.Errorf("kubelet.service = %+v, want below its limit and no refusals", kubelet)
 	}
 }

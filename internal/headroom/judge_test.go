@@ -17,7 +17,7 @@ func TestJudge(t *testing.T) {
 	userOK := &User{UID: 1000, Soft: Finite(100), Tasks: 10}
 	pod := Cgroup{Path: "/kubepods/podX", Current: 2, Max: Finite(2), AtLimit: true, Kind: KindPod}
 	podAbove := Cgroup{Path: "/kubepods", Current: 2, Max: Unlimited()}
-	refused := Cgroup{Path: "/system.slice/x.service", Current: 3, Max: Finite(20), Rejected: 7}
+	refused := Cgroup{Path: "/system.slice/x.service", Current: 3, Max: Finite(20), Refused: 7}
 	for _, tt := range []struct {
 		name      string
 		ev        Evidence

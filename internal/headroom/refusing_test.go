@@ -80,8 +80,8 @@ func TestRefusalsCountWhereTheKernelCountsThem(t *testing.T) {
 				t.Fatal(err)
 			}
 			r := RefusingCgroup(hostfs.New(t.TempDir()), h, c)
-			if r.Path != tc.refusing || r.Rejected != 3 || !r.AtLimit {
-				t.Errorf("RefusingCgroup(%s) = %s (rejected %d, at limit %v), want %s with 3 refusals at its limit", tc.counted, r.Path, r.Rejected, r.AtLimit, tc.refusing)
+			if r.Path != tc.refusing || r.Refused != 3 || !r.AtLimit {
+				t.Errorf("RefusingCgroup(%s) = %s (rejected %d, at limit %v), want %s with 3 refusals at its limit", tc.counted, r.Path, r.Refused, r.AtLimit, tc.refusing)
 			}
 		})
 	}

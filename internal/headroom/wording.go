@@ -47,11 +47,11 @@ func reasonUser(u *User, pid int) string {
 }
 
 func reasonCgroupAtLimit(c *Cgroup) string {
-	return fmt.Sprintf("cgroup %s has %d tasks of pids.max %d (%d forks refused)", c.Path, c.Current, c.Max.Value, c.Rejected)
+	return fmt.Sprintf("cgroup %s has %d tasks of pids.max %d (%d forks refused)", c.Path, c.Current, c.Max.Value, c.Refused)
 }
 
 func reasonCgroupRefused(c *Cgroup) string {
-	return fmt.Sprintf("cgroup %s has refused %d forks at pids.max %d (%d tasks now)", c.Path, c.Rejected, c.Max.Value, c.Current)
+	return fmt.Sprintf("cgroup %s has refused %d forks at pids.max %d (%d tasks now)", c.Path, c.Refused, c.Max.Value, c.Current)
 }
 
 func reasonUnexplained(n Node) string {

@@ -74,7 +74,7 @@ func fillJournal(b *testing.B) string {
 	return ""
 }
 
-// BenchmarkJournalIngest compares the agent's journal ingest — Source.Next
+// BenchmarkJournalIngest compares the agent's journal ingest — LiveReader.Next
 // (the fields a line needs) plus the matcher — with the ceiling: a bare
 // sd_journal_next + GetDataValue("MESSAGE") loop, over the same journal in
 // the same process. It reports entries per CPU-second of each and their
@@ -110,7 +110,7 @@ func BenchmarkJournalIngest(b *testing.B) {
 		return k, cpuTime() - start
 	}
 	ours := func() (int, time.Duration) {
-		s, err := OpenSource(SourceOptions{Dir: dir, Head: true, Poll: time.Millisecond, Lazy: true})
+		s, err := OpenLive(LiveOptions{Dir: dir, Head: true, Poll: time.Millisecond, Lazy: true})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -136,7 +136,7 @@ func BenchmarkJournalIngest(b *testing.B) {
 		return k, cpuTime() - start
 	}
 	nextOnly := func() (int, time.Duration) {
-		s, err := OpenSource(SourceOptions{Dir: dir, Head: true, Poll: time.Millisecond, Lazy: true})
+		s, err := OpenLive(LiveOptions{Dir: dir, Head: true, Poll: time.Millisecond, Lazy: true})
 		if err != nil {
 			b.Fatal(err)
 		}

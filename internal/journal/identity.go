@@ -20,7 +20,7 @@ type identity struct {
 }
 
 // remember keeps the trusted fields of process pid read from e.
-func (s *Source) remember(pid string, e Entry, realtime uint64) {
+func (s *LiveReader) remember(pid string, e Entry, realtime uint64) {
 	if s.ids == nil || len(s.ids) >= maxIdentities {
 		s.ids = make(map[string]identity, maxIdentities)
 	}

@@ -21,12 +21,12 @@ import (
 	"github.com/pidpressure/pidpressure/internal/logline"
 )
 
-// Source follows the systemd journal through libsystemd (loaded at run
+// LiveReader follows the systemd journal through libsystemd (loaded at run
 // time). Per entry it reads only the fields a line needs, with
 // sd_journal_get_data, never the whole entry. Next and Close may be called
 // from different goroutines.
-type Source struct {
-	opt SourceOptions
+type LiveReader struct {
+	opt LiveOptions
 	// mu guards the journal's lifetime: every call holds it shared (a wait
 	// for at most Poll), Close holds it exclusively before freeing.
 	mu     sync.RWMutex
@@ -45,13 +45,13 @@ type Source struct {
 	}
 }
 
-var _ logline.Reader = (*Source)(nil)
+var _ logline.Reader = (*LiveReader)(nil)
 
-// OpenSource opens the journal. It returns an error matching hostfs.ErrNotSupported
+// OpenLive opens the journal. It returns an error matching hostfs.ErrNotSupported
 // when libsystemd cannot be loaded, there is no journal directory, or there
 // are journal files but this process may read none of them (the error names
 // the directory and the file or directory refused, and why).
-func OpenSource(opt SourceOptions) (*Source, error) {
+func OpenLive(opt LiveOptions) (*LiveReader, error) {
 	if opt.Poll <= 0 {
 		opt.Poll = 250 * time.Millisecond
 	}
@@ -71,7 +71,7 @@ func OpenSource(opt SourceOptions) (*Source, error) {
 	if err != nil {
 		return nil, hostfs.NotSupported(what, err)
 	}
-	s := &Source{opt: opt, j: j}
+	s := &LiveReader{opt: opt, j: j}
 	// libsystemd opens what it may and passes over the rest in silence:
 	// with no file open (usage 0) because none may be read, following it
 	// would read nothing, for good (a process's groups do not change while
@@ -99,7 +99,7 @@ func OpenSource(opt SourceOptions) (*Source, error) {
 
 // seek positions the journal on the last entry already handled, so that the
 // next sd_journal_next returns the first new one.
-func (s *Source) seek() error {
+func (s *LiveReader) seek() error {
 	if c := s.opt.Cursor; c != "" {
 		if err := s.j.SeekCursor(c); err == nil {
 			if _, err := s.j.Next(); err != nil {
@@ -136,7 +136,7 @@ func (s *Source) seek() error {
 // Next returns the next journal entry as a line, waiting for one to be
 // written. Read errors are retried with capped exponential backoff; Next
 // returns only for an entry, a done context, or Close.
-func (s *Source) Next(ctx context.Context) (logline.Line, error) {
+func (s *LiveReader) Next(ctx context.Context) (logline.Line, error) {
 	backoff := 100 * time.Millisecond
 	for {
 		if err := ctx.Err(); err != nil {
@@ -166,7 +166,7 @@ func (s *Source) Next(ctx context.Context) (logline.Line, error) {
 }
 
 // next reads one entry if there is one.
-func (s *Source) next() (logline.Line, bool, error) {
+func (s *LiveReader) next() (logline.Line, bool, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.closed.Load() {
@@ -198,7 +198,7 @@ func (s *Source) next() (logline.Line, bool, error) {
 }
 
 // read reads fields of the current entry; absent ones are left out.
-func (s *Source) read(fields []string) (Entry, error) {
+func (s *LiveReader) read(fields []string) (Entry, error) {
 	e := make(Entry, len(fields)+1)
 	for _, f := range fields {
 		if f == FieldRealtime {
@@ -218,7 +218,7 @@ func (s *Source) read(fields []string) (Entry, error) {
 
 // Fill reads the rest of the fields of the entry Next returned last into l
 // (for a Lazy source). It must be called before the next Next.
-func (s *Source) Fill(l *logline.Line) error {
+func (s *LiveReader) Fill(l *logline.Line) error {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.closed.Load() {
@@ -275,7 +275,7 @@ const contextScan = 64
 // entries, and leaves the journal where it was. It costs a few reads per
 // entry stepped over, so it is meant for the rare line whose meaning
 // depends on the lines before it.
-func (s *Source) Context(k int) []string {
+func (s *LiveReader) Context(k int) []string {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.closed.Load() {
@@ -309,7 +309,7 @@ func (s *Source) Context(k int) []string {
 }
 
 // wait blocks up to Poll for the journal to change.
-func (s *Source) wait() error {
+func (s *LiveReader) wait() error {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.closed.Load() {
@@ -322,7 +322,7 @@ func (s *Source) wait() error {
 	return nil
 }
 
-func (s *Source) sleep(ctx context.Context, d time.Duration) error {
+func (s *LiveReader) sleep(ctx context.Context, d time.Duration) error {
 	t := s.opt.Clock.NewTimer(d) // backoff between retries of a failing read
 	defer t.Stop()
 	select {
@@ -334,7 +334,7 @@ func (s *Source) sleep(ctx context.Context, d time.Duration) error {
 }
 
 // Cursor returns the cursor of the last entry returned, to persist.
-func (s *Source) Cursor() (string, error) {
+func (s *LiveReader) Cursor() (string, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.closed.Load() {
@@ -347,7 +347,7 @@ func (s *Source) Cursor() (string, error) {
 }
 
 // Realtime returns when the last entry returned was written.
-func (s *Source) Realtime() (time.Time, error) {
+func (s *LiveReader) Realtime() (time.Time, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.closed.Load() {
@@ -361,8 +361,8 @@ func (s *Source) Realtime() (time.Time, error) {
 }
 
 // Stats returns the counters.
-func (s *Source) Stats() SourceStats {
-	st := SourceStats{
+func (s *LiveReader) Stats() LiveStats {
+	st := LiveStats{
 		ReadErrors:    s.stats.readErrors.Load(),
 		Entries:       s.stats.entries.Load(),
 		Invalidations: s.stats.invalidations.Load(),
@@ -375,7 +375,7 @@ func (s *Source) Stats() SourceStats {
 }
 
 // Close closes the journal; a Next waiting returns ErrClosed within Poll.
-func (s *Source) Close() error {
+func (s *LiveReader) Close() error {
 	if s.closed.Swap(true) {
 		return nil
 	}

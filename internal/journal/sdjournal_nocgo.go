@@ -11,36 +11,36 @@ import (
 	"github.com/pidpressure/pidpressure/internal/logline"
 )
 
-// Source is unavailable without cgo: sdjournal needs it.
-type Source struct{}
+// LiveReader is unavailable without cgo: sdjournal needs it.
+type LiveReader struct{}
 
-var _ logline.Reader = (*Source)(nil)
+var _ logline.Reader = (*LiveReader)(nil)
 
 // errNoCgo is every call's error in a build without cgo.
 var errNoCgo = hostfs.NotSupported(what, errors.New("built without cgo"))
 
-// OpenSource reports hostfs.ErrNotSupported in a build without cgo.
-func OpenSource(SourceOptions) (*Source, error) {
+// OpenLive reports hostfs.ErrNotSupported in a build without cgo.
+func OpenLive(LiveOptions) (*LiveReader, error) {
 	return nil, errNoCgo
 }
 
 // Next is never reached.
-func (*Source) Next(context.Context) (logline.Line, error) { return logline.Line{}, errNoCgo }
+func (*LiveReader) Next(context.Context) (logline.Line, error) { return logline.Line{}, errNoCgo }
 
 // Cursor is never reached.
-func (*Source) Cursor() (string, error) { return "", errNoCgo }
+func (*LiveReader) Cursor() (string, error) { return "", errNoCgo }
 
 // Fill is never reached.
-func (*Source) Fill(*logline.Line) error { return errNoCgo }
+func (*LiveReader) Fill(*logline.Line) error { return errNoCgo }
 
 // Context is never reached.
-func (*Source) Context(int) []string { return nil }
+func (*LiveReader) Context(int) []string { return nil }
 
 // Stats is never reached.
-func (*Source) Stats() SourceStats { return SourceStats{} }
+func (*LiveReader) Stats() LiveStats { return LiveStats{} }
 
 // Close is never reached.
-func (*Source) Close() error { return nil }
+func (*LiveReader) Close() error { return nil }
 
 // Realtime is not supported without cgo.
-func (*Source) Realtime() (time.Time, error) { return time.Time{}, errNoCgo }
+func (*LiveReader) Realtime() (time.Time, error) { return time.Time{}, errNoCgo }

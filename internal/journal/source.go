@@ -15,7 +15,7 @@ import (
 	"github.com/pidpressure/pidpressure/internal/hostfs"
 )
 
-// what names the journal in a hostfs.NotSupportedError: OpenSource's error
+// what names the journal in a hostfs.NotSupportedError: OpenLive's error
 // matches hostfs.ErrNotSupported when the journal cannot be read here (no
 // libsystemd or a build without cgo, no journal directory, or journal files
 // of which not one may be read by this process).
@@ -24,8 +24,8 @@ const what = "journal"
 // ErrClosed is returned by Next after Close.
 var ErrClosed = errors.New("journal reader closed")
 
-// SourceOptions configure a journal Source.
-type SourceOptions struct {
+// LiveOptions configure a journal LiveReader.
+type LiveOptions struct {
 	// Dir reads the journal files of one directory (--journal-dir) instead
 	// of the system journal.
 	Dir string
@@ -49,8 +49,8 @@ type SourceOptions struct {
 	Clock clock.Clock
 }
 
-// SourceStats count what a Source skipped or retried.
-type SourceStats struct {
+// LiveStats count what a LiveReader skipped or retried.
+type LiveStats struct {
 	// ReadErrors is the number of failed reads (each followed by a backoff).
 	ReadErrors uint64
 	// Entries is the number of entries returned.

@@ -31,10 +31,10 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func openSource(t *testing.T, opt SourceOptions) *Source {
+func openSource(t *testing.T, opt LiveOptions) *LiveReader {
 	t.Helper()
 	journald.Ensure(t)
-	s, err := OpenSource(opt)
+	s, err := OpenLive(opt)
 	testenv.SkipIfNotSupported(t, err)
 	t.Cleanup(func() { _ = s.Close() })
 	return s
@@ -45,7 +45,7 @@ func marker(t *testing.T) string {
 }
 
 // collect reads until want lines containing mark have arrived (or 10 s).
-func collect(t *testing.T, s *Source, mark string, want int) []logline.Line {
+func collect(t *testing.T, s *LiveReader, mark string, want int) []logline.Line {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -63,7 +63,7 @@ func collect(t *testing.T, s *Source, mark string, want int) []logline.Line {
 }
 
 func TestSourceFollowsWithTrustedFields(t *testing.T) {
-	s := openSource(t, SourceOptions{})
+	s := openSource(t, LiveOptions{})
 	mark := marker(t)
 	journald.Cat(t, "pptest", mark+" one", mark+" two")
 	got := collect(t, s, mark, 2)
@@ -80,7 +80,7 @@ func TestSourceFollowsWithTrustedFields(t *testing.T) {
 // TestForgedKubeletLine: a non-root user's "kubelet" line carries its real
 // UID and no unit: it is attributed to the user, not to kubelet.
 func TestForgedKubeletLine(t *testing.T) {
-	s := openSource(t, SourceOptions{})
+	s := openSource(t, LiveOptions{})
 	if _, err := exec.LookPath("setpriv"); err != nil {
 		t.Skip("setpriv not installed")
 	}
@@ -110,7 +110,7 @@ func TestForgedKubeletLine(t *testing.T) {
 // journald's _SYSTEMD_UNIT; the v1 pids hierarchy sets the limit), logging
 // through journald: the failure arrives attributed to kubelet.service.
 func TestUnitAttributedFailure(t *testing.T) {
-	s := openSource(t, SourceOptions{})
+	s := openSource(t, LiveOptions{})
 	unified, pids := "/sys/fs/cgroup/unified", "/sys/fs/cgroup/pids"
 	if _, err := os.Stat(filepath.Join(unified, "cgroup.procs")); err != nil {
 		t.Skip("no cgroup2 hierarchy at /sys/fs/cgroup/unified")
@@ -142,7 +142,7 @@ func TestUnitAttributedFailure(t *testing.T) {
 	}
 }
 
-func collectMatch(t *testing.T, s *Source, ok func(logline.Line) bool) logline.Line {
+func collectMatch(t *testing.T, s *LiveReader, ok func(logline.Line) bool) logline.Line {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
@@ -192,7 +192,7 @@ func removeCgroupTree(dir string) {
 // TestRestartLosesAndRepeatsNothing: close the source mid-stream, write
 // more, reopen at the saved cursor: every entry is read exactly once.
 func TestRestartLosesAndRepeatsNothing(t *testing.T) {
-	s := openSource(t, SourceOptions{})
+	s := openSource(t, LiveOptions{})
 	mark := marker(t)
 	var lines []string
 	for i := 0; i < 30; i++ {
@@ -213,7 +213,7 @@ func TestRestartLosesAndRepeatsNothing(t *testing.T) {
 		more = append(more, fmt.Sprintf("%s %d", mark, i))
 	}
 	journald.Cat(t, "pptest", more...)
-	s2 := openSource(t, SourceOptions{Cursor: cursor})
+	s2 := openSource(t, LiveOptions{Cursor: cursor})
 	for _, l := range collect(t, s2, mark, 50-12) {
 		seen[l.Message]++
 	}
@@ -229,7 +229,7 @@ func TestRestartLosesAndRepeatsNothing(t *testing.T) {
 
 // TestRotationUnderTheReader rotates the journal files while following.
 func TestRotationUnderTheReader(t *testing.T) {
-	s := openSource(t, SourceOptions{})
+	s := openSource(t, LiveOptions{})
 	mark := marker(t)
 	journald.Cat(t, "pptest", mark+" before")
 	collect(t, s, mark, 1)
@@ -248,14 +248,14 @@ func TestRotationUnderTheReader(t *testing.T) {
 }
 
 func TestSourceMissingDir(t *testing.T) {
-	_, err := OpenSource(SourceOptions{Dir: filepath.Join(t.TempDir(), "nope")})
+	_, err := OpenLive(LiveOptions{Dir: filepath.Join(t.TempDir(), "nope")})
 	if !errors.Is(err, hostfs.ErrNotSupported) {
-		t.Errorf("OpenSource(missing dir) = %v, want ErrNotSupported", err)
+		t.Errorf("OpenLive(missing dir) = %v, want ErrNotSupported", err)
 	}
 }
 
 func TestCloseUnblocksNext(t *testing.T) {
-	s := openSource(t, SourceOptions{Poll: 100 * time.Millisecond})
+	s := openSource(t, LiveOptions{Poll: 100 * time.Millisecond})
 	done := make(chan error, 1)
 	go func() {
 		// Other tests write to the journal meanwhile: read until Close acts.
@@ -266,7 +266,7 @@ func TestCloseUnblocksNext(t *testing.T) {
 			}
 		}
 	}()
-	testenv.WaitBlocked(t, "journal.(*Source).Next", 5*time.Second)
+	testenv.WaitBlocked(t, "journal.(*LiveReader).Next", 5*time.Second)
 	_ = s.Close()
 	select {
 	case err := <-done:
@@ -294,7 +294,7 @@ func TestVacuumUnderTheReader(t *testing.T) {
 		}
 		ns.Send(t, es...)
 	}
-	readUntil := func(s *Source, want string) []string {
+	readUntil := func(s *LiveReader, want string) []string {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -313,7 +313,7 @@ func TestVacuumUnderTheReader(t *testing.T) {
 		}
 	}
 	send(0, 100)
-	s, err := OpenSource(SourceOptions{Dir: ns.Dir, Head: true})
+	s, err := OpenLive(LiveOptions{Dir: ns.Dir, Head: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -344,7 +344,7 @@ func TestVacuumUnderTheReader(t *testing.T) {
 		t.Errorf("following source ended at %q", got[len(got)-1])
 	}
 	// A new source with the cursor into the deleted file.
-	s2, err := OpenSource(SourceOptions{Dir: ns.Dir, Cursor: cursor})
+	s2, err := OpenLive(LiveOptions{Dir: ns.Dir, Cursor: cursor})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -363,7 +363,7 @@ func TestVacuumUnderTheReader(t *testing.T) {
 // Lines of several processes interleaved — root's, then a non-root
 // logger's, then root's again — each keep their own process's identity.
 func TestFillKeepsEachProcessItsOwnIdentity(t *testing.T) {
-	s := openSource(t, SourceOptions{Lazy: true})
+	s := openSource(t, LiveOptions{Lazy: true})
 	if _, err := exec.LookPath("setpriv"); err != nil {
 		t.Skip("setpriv not installed")
 	}

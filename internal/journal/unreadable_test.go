@@ -33,13 +33,13 @@ type openResult struct {
 
 // openAsChild opens the source as the child process does and prints the result.
 func openAsChild(opts string) int {
-	var opt SourceOptions
+	var opt LiveOptions
 	if err := json.Unmarshal([]byte(opts), &opt); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}
 	var res openResult
-	s, err := OpenSource(opt)
+	s, err := OpenLive(opt)
 	if err != nil {
 		res.Err, res.NotSupported = err.Error(), errors.Is(err, hostfs.ErrNotSupported)
 	} else {
@@ -60,7 +60,7 @@ func openAsChild(opts string) int {
 
 // openAsNobody opens a source with opt in a copy of this test binary run as
 // user and group 65534 with no supplementary groups.
-func openAsNobody(t *testing.T, opt SourceOptions) openResult {
+func openAsNobody(t *testing.T, opt LiveOptions) openResult {
 	t.Helper()
 	if _, err := exec.LookPath("setpriv"); err != nil {
 		t.Skip("setpriv not installed")
@@ -153,27 +153,27 @@ func TestUnreadableJournalNotSupported(t *testing.T) {
 	}
 	t.Run("files 0600", func(t *testing.T) {
 		dir := journalDir(t, 0o755, 0o600, 0o600)
-		res := openAsNobody(t, SourceOptions{Dir: dir, Head: true})
+		res := openAsNobody(t, LiveOptions{Dir: dir, Head: true})
 		if !res.NotSupported || !strings.Contains(res.Err, dir) || !strings.Contains(res.Err, "permission denied") {
 			t.Errorf("as user 65534 with the files 0600: %+v; want ErrNotSupported naming %s and the permission problem", res, dir)
 		}
 	})
 	t.Run("directory 0700", func(t *testing.T) {
 		dir := journalDir(t, 0o700, 0o644)
-		res := openAsNobody(t, SourceOptions{Dir: dir, Head: true})
+		res := openAsNobody(t, LiveOptions{Dir: dir, Head: true})
 		if !res.NotSupported || !strings.Contains(res.Err, dir) || !strings.Contains(res.Err, "permission denied") {
 			t.Errorf("as user 65534 with the directory 0700: %+v; want ErrNotSupported naming %s and the permission problem", res, dir)
 		}
 	})
 	t.Run("files 0644", func(t *testing.T) {
 		dir := journalDir(t, 0o755, 0o644)
-		if res := openAsNobody(t, SourceOptions{Dir: dir, Head: true}); res.Err != "" || !res.Read || res.Unreadable != "" {
+		if res := openAsNobody(t, LiveOptions{Dir: dir, Head: true}); res.Err != "" || !res.Read || res.Unreadable != "" {
 			t.Errorf("as user 65534 with the files readable: %+v; want it open, reading", res)
 		}
 	})
 	t.Run("some readable", func(t *testing.T) {
 		dir := journalDir(t, 0o755, 0o644, 0o600)
-		res := openAsNobody(t, SourceOptions{Dir: dir, Head: true})
+		res := openAsNobody(t, LiveOptions{Dir: dir, Head: true})
 		if res.Err != "" || !res.Read || !strings.Contains(res.Unreadable, "system@pptest-1.journal") {
 			t.Errorf("as user 65534 with one file of two readable: %+v; want it open, reading, naming the other", res)
 		}
@@ -182,7 +182,7 @@ func TestUnreadableJournalNotSupported(t *testing.T) {
 		if fi, err := os.Stat(filepath.Dir(src)); err != nil || fi.Mode().Perm()&0o005 != 0 {
 			t.Skipf("%s is open to other users here", filepath.Dir(src))
 		}
-		res := openAsNobody(t, SourceOptions{})
+		res := openAsNobody(t, LiveOptions{})
 		if !res.NotSupported || !strings.Contains(res.Err, filepath.Dir(src)) || !strings.Contains(res.Err, "permission denied") {
 			t.Errorf("as user 65534 on the system journal: %+v; want ErrNotSupported naming %s", res, filepath.Dir(src))
 		}

@@ -23,8 +23,9 @@ import (
 	"github.com/pidpressure/pidpressure/internal/verdict"
 )
 
-// Source is what the collector reads: the detector.
-type Source interface {
+// Viewer is what the collector reads: the detector, through its View and
+// its cgroups.
+type Viewer interface {
 	View() agent.View
 	Cgroups() []headroom.Cgroup
 }
@@ -37,17 +38,17 @@ func desc(name, help string, labels ...string) *prometheus.Desc {
 
 // Collector is a prometheus.Collector over a detector.
 type Collector struct {
-	src Source
+	src Viewer
 
 	condition, conditionTrue, nodeTasks, nodeLimit, nodeHeadroom, nodeBinding, nodeUsed *prometheus.Desc
 	predicted, predicting                                                               *prometheus.Desc
-	cgTasks, cgLimit, cgHeadroom, cgRejectedTotal                                       *prometheus.Desc
-	matches, rejected, counted, events                                                  *prometheus.Desc
+	cgTasks, cgLimit, cgHeadroom, cgRefusedTotal                                        *prometheus.Desc
+	matches, refused, counted, events                                                   *prometheus.Desc
 	srcUp, srcEnabled, srcLines, srcOverruns, srcLag, srcDropped, sampleOK              *prometheus.Desc
 }
 
 // NewCollector returns a collector reading src at every scrape.
-func NewCollector(src Source) *Collector {
+func NewCollector(src Viewer) *Collector {
 	return &Collector{
 		src:           src,
 		condition:     desc("condition_reason", "1 for the PIDPressureRisk condition's current reason, 0 for the others.", "reason"),
@@ -62,10 +63,10 @@ func NewCollector(src Source) *Collector {
 		cgTasks:       desc("cgroup_tasks", "pids.current of a cgroup that matters to the node (kubepods, QoS class, pod, node component unit).", "cgroup", "kind", "namespace", "pod"),
 		cgLimit:       desc("cgroup_limit_tasks", "pids.max of the cgroup (absent when unlimited). A unit's pids.max is its systemd TasksMax.", "cgroup", "kind", "namespace", "pod"),
 		cgHeadroom:    desc("cgroup_headroom_tasks", "pids.max minus pids.current (absent when unlimited).", "cgroup", "kind", "namespace", "pod"),
-		cgRejectedTotal: desc("cgroup_pids_max_events_total", "The kernel's count of forks the cgroup refused at pids.max (pids.events \"max\").",
+		cgRefusedTotal: desc("cgroup_pids_max_events_total", "The kernel's count of forks the cgroup refused at pids.max (pids.events \"max\").",
 			"cgroup", "kind", "namespace", "pod"),
-		matches:  desc("matches_total", "Log lines that matched a signature, by signature, family and trust of their origin.", "signature", "family", "trust"),
-		rejected: desc("rejected_forks_total", "Forks refused by pids.max seen by the pids.events watcher since start, per cgroup (at most 256; the rest as \"other\").", "cgroup"),
+		matches: desc("matches_total", "Log lines that matched a signature, by signature, family and trust of their origin.", "signature", "family", "trust"),
+		refused: desc("rejected_forks_total", "Forks refused by pids.max seen by the pids.events watcher since start, per cgroup (at most 256; the rest as \"other\").", "cgroup"),
 		counted: desc("kernel_refused_creations_total", "Process and thread creations the kernel refused (EAGAIN), counted in the kernel by the eBPF source since it attached, by the limit that refused (pid_max, threads_max, cgroup, nproc, unknown), what it limits (node, pod, unit, cgroup, user, namespace, unknown) and class (process, thread).",
 			"limit", "subject", "class"),
 		events:      desc("events_total", "Event occurrences by reason and what became of them: announced (a new Event), aggregated (counted into an Event already announced), summary (a later \"N times since\" Event), deferred (a new one held back by the write budget, events.maxWrites, and announced when it has room).", "reason", "outcome"),
@@ -82,7 +83,7 @@ func NewCollector(src Source) *Collector {
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.condition, c.conditionTrue, c.nodeTasks, c.nodeLimit, c.nodeHeadroom, c.nodeBinding, c.nodeUsed,
-		c.predicted, c.predicting, c.cgTasks, c.cgLimit, c.cgHeadroom, c.cgRejectedTotal, c.matches, c.rejected, c.counted, c.events,
+		c.predicted, c.predicting, c.cgTasks, c.cgLimit, c.cgHeadroom, c.cgRefusedTotal, c.matches, c.refused, c.counted, c.events,
 		c.srcUp, c.srcEnabled, c.srcLines, c.srcOverruns, c.srcLag, c.srcDropped, c.sampleOK} {
 		ch <- d
 	}
@@ -141,15 +142,15 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			gauge(c.cgHeadroom, float64(cg.Max.Value)-float64(cg.Current), labels...)
 		}
 		if !cg.Estimated {
-			counter(c.cgRejectedTotal, float64(cg.Rejected), labels...)
+			counter(c.cgRefusedTotal, float64(cg.Refused), labels...)
 		}
 	}
 
 	for k, n := range v.Matches {
 		counter(c.matches, float64(n), k.Signature, k.Family, k.Trust)
 	}
-	for cg, n := range v.Rejected {
-		counter(c.rejected, float64(n), cg)
+	for cg, n := range v.Refused {
+		counter(c.refused, float64(n), cg)
 	}
 	for k, n := range v.Counted {
 		counter(c.counted, float64(n), k.Limit, k.Subject, k.Class)
@@ -218,7 +219,7 @@ func sourceState(s agent.SourceStat) string {
 // Handler returns the HTTP handler: /metrics (this collector plus the Go
 // runtime and process collectors) and /healthz (200 "ok", or 503 with the
 // reasons).
-func Handler(src Source) http.Handler {
+func Handler(src Viewer) http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(NewCollector(src), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	mux := http.NewServeMux()
@@ -241,7 +242,7 @@ func Handler(src Source) http.Handler {
 
 // Serve listens on addr and serves Handler until ctx is done. The listener
 // is opened before Serve returns, so an address in use is an error at once.
-func Serve(ctx context.Context, addr string, src Source, log *slog.Logger) error {
+func Serve(ctx context.Context, addr string, src Viewer, log *slog.Logger) error {
 	var lc net.ListenConfig
 	l, err := lc.Listen(ctx, "tcp", addr)
 	if err != nil {

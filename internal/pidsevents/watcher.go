@@ -42,12 +42,13 @@ func (t Target) file() string {
 	return filepath.Join(t.Hierarchy.Dir, filepath.FromSlash(path.Clean("/"+t.Path)), "pids.events")
 }
 
-// Event is an increase of a cgroup's refused-fork counter.
-type Event struct {
+// Refusal is an increase of a cgroup's refused-fork counter: forks the
+// kernel refused at its pids.max.
+type Refusal struct {
 	Target Target
-	// Rejected is how many forks were refused since the last event (or the
+	// Refused is how many forks were refused since the last event (or the
 	// persisted count).
-	Rejected uint64
+	Refused uint64
 	// Total is the counter now.
 	Total uint64
 }
@@ -66,7 +67,7 @@ type Watcher struct {
 	targets map[string]Target
 	last    map[string]uint64
 	base    map[string]uint64 // the counter when the target was first set
-	pending []Event
+	pending []Refusal
 	ino     *os.File
 	wd      map[string]int // key → inotify watch descriptor
 	closed  bool
@@ -160,32 +161,32 @@ func (w *Watcher) Since(t Target, total uint64) uint64 {
 }
 
 // Next returns the next increase, waiting for a notification or the poll.
-func (w *Watcher) Next(ctx context.Context) (Event, error) {
+func (w *Watcher) Next(ctx context.Context) (Refusal, error) {
 	buf := make([]byte, 4096)
 	for {
 		if err := ctx.Err(); err != nil {
-			return Event{}, err
+			return Refusal{}, err
 		}
 		if ev, ok, err := w.take(); err != nil || ok {
 			return ev, err
 		}
 		if err := w.ino.SetReadDeadline(time.Now().Add(w.opt.Poll)); err != nil { //nolint:forbidigo // a poll deadline on the inotify descriptor
-			return Event{}, w.closedOr(err)
+			return Refusal{}, w.closedOr(err)
 		}
 		// Any notification, or the deadline, leads to a rescan: the events
 		// themselves carry nothing the scan does not read.
 		if _, err := w.ino.Read(buf); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
-			return Event{}, w.closedOr(err)
+			return Refusal{}, w.closedOr(err)
 		}
 	}
 }
 
 // take returns a pending event, scanning every target if none is pending.
-func (w *Watcher) take() (Event, bool, error) {
+func (w *Watcher) take() (Refusal, bool, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.closed {
-		return Event{}, false, ErrClosed
+		return Refusal{}, false, ErrClosed
 	}
 	if len(w.pending) == 0 {
 		for k, t := range w.targets {
@@ -196,12 +197,12 @@ func (w *Watcher) take() (Event, bool, error) {
 			prev := w.last[k]
 			switch {
 			case cur > prev:
-				w.pending = append(w.pending, Event{Target: t, Rejected: cur - prev, Total: cur})
+				w.pending = append(w.pending, Refusal{Target: t, Refused: cur - prev, Total: cur})
 			case cur < prev:
 				// The cgroup was removed and created again under the same
 				// path: its counter restarted from zero.
 				if cur > 0 {
-					w.pending = append(w.pending, Event{Target: t, Rejected: cur, Total: cur})
+					w.pending = append(w.pending, Refusal{Target: t, Refused: cur, Total: cur})
 				}
 				w.base[k] = 0
 			}
@@ -209,7 +210,7 @@ func (w *Watcher) take() (Event, bool, error) {
 		}
 	}
 	if len(w.pending) == 0 {
-		return Event{}, false, nil
+		return Refusal{}, false, nil
 	}
 	ev := w.pending[0]
 	w.pending = w.pending[1:]

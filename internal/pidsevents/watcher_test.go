@@ -17,7 +17,7 @@ import (
 	"github.com/pidpressure/pidpressure/internal/testenv"
 )
 
-func next(t *testing.T, w *Watcher, within time.Duration) Event {
+func next(t *testing.T, w *Watcher, within time.Duration) Refusal {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), within)
 	defer cancel()
@@ -59,7 +59,7 @@ func TestNotificationAndRestart(t *testing.T) {
 		writeEvents(t, pod, 10)
 	}()
 	ev := next(t, w, 10*time.Second)
-	if ev.Rejected != 3 || ev.Total != 10 || ev.Target.Key() != "v2:/kubepods.slice/kubepods-pod1.slice" {
+	if ev.Refused != 3 || ev.Total != 10 || ev.Target.Key() != "v2:/kubepods.slice/kubepods-pod1.slice" {
 		t.Errorf("event = %+v, want 3 new of 10", ev)
 	}
 	saved := w.Counters()
@@ -73,12 +73,12 @@ func TestNotificationAndRestart(t *testing.T) {
 	}
 	defer func() { _ = w2.Close() }()
 	w2.Set([]Target{target}, saved, false)
-	if ev := next(t, w2, 5*time.Second); ev.Rejected != 5 || ev.Total != 15 {
+	if ev := next(t, w2, 5*time.Second); ev.Refused != 5 || ev.Total != 15 {
 		t.Errorf("after restart: %+v, want the 5 missed, once", ev)
 	}
 	// The cgroup is recreated: its counter restarts.
 	writeEvents(t, pod, 2)
-	if ev := next(t, w2, 10*time.Second); ev.Rejected != 2 {
+	if ev := next(t, w2, 10*time.Second); ev.Refused != 2 {
 		t.Errorf("after reset: %+v, want 2", ev)
 	}
 }
@@ -93,7 +93,7 @@ func TestNewCgroupReportedInFull(t *testing.T) {
 	}
 	defer func() { _ = w.Close() }()
 	w.Set([]Target{{Hierarchy: headroom.Hierarchy{Version: 1, Dir: root}, Path: "/"}}, nil, false)
-	if ev := next(t, w, 5*time.Second); ev.Rejected != 4 {
+	if ev := next(t, w, 5*time.Second); ev.Refused != 4 {
 		t.Errorf("event = %+v, want all 4", ev)
 	}
 }
@@ -162,7 +162,7 @@ func TestRealCgroupRefusal(t *testing.T) {
 	var got uint64
 	for got < 3 {
 		ev := next(t, w, 10*time.Second)
-		got += ev.Rejected
+		got += ev.Refused
 	}
 	if got != 3 {
 		t.Errorf("reported %d refused forks, want 3", got)

@@ -158,7 +158,7 @@ func TestDetectedFromJournalAndKmsg(t *testing.T) {
 		}
 		t.Run(p.Name, func(t *testing.T) {
 			argv := build(t, p)
-			src, err := journal.OpenSource(journal.SourceOptions{})
+			src, err := journal.OpenLive(journal.LiveOptions{})
 			testenv.SkipIfNotSupported(t, err)
 			defer func() { _ = src.Close() }()
 			kr, err := kmsg.Open("/dev/kmsg", kmsg.Options{Start: kmsg.StartAtEnd})

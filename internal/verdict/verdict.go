@@ -258,7 +258,7 @@ func (c *Correlator) Observe(f Failure) {
 		case cg != nil && cg.Kind == headroom.KindUnit:
 			c.event(EventUnitTasksMaxReached, cg.Unit, fmt.Sprintf("%s %s", cg.Unit, atLimit(cg, "TasksMax")), true)
 		case cg != nil:
-			c.event(reason, cg.Path, fmt.Sprintf("%s %s: cgroup %s has %d of %d tasks (pids.max), %d forks refused", who, verb, cg.Path, cg.Current, cg.Max.Value, cg.Rejected), true)
+			c.event(reason, cg.Path, fmt.Sprintf("%s %s: cgroup %s has %d of %d tasks (pids.max), %d forks refused", who, verb, cg.Path, cg.Current, cg.Max.Value, cg.Refused), true)
 		}
 	case headroom.LayerUser:
 		u := a.User

@@ -155,7 +155,7 @@ func cgroupFailure(kind, path, unit string, pod *headroom.Pod) Failure {
 	return Failure{
 		Trust: logline.TrustKernel,
 		Attribution: headroom.Attribution{Layer: headroom.LayerCgroup, Limit: "pids.max", Cgroup: &headroom.Cgroup{
-			Path: path, Kind: headroom.Kind(kind), Unit: unit, Pod: pod, Current: 512, Max: headroom.Finite(512), Rejected: 37, AtLimit: true,
+			Path: path, Kind: headroom.Kind(kind), Unit: unit, Pod: pod, Current: 512, Max: headroom.Finite(512), Refused: 37, AtLimit: true,
 		}},
 	}
 }
@@ -396,7 +396,7 @@ func TestRestartNeitherFlipsNorReannounces(t *testing.T) {
 // message reads the same either way (only the numbers differ), and never
 // claims that "0 of 12" tasks are at the limit.
 func TestUnitThatDiedOfItsLimit(t *testing.T) {
-	cg := &headroom.Cgroup{Path: "/system.slice/kubelet.service", Kind: "unit", Unit: "kubelet.service", Current: 0, Max: headroom.Limit{Value: 12}, Rejected: 20}
+	cg := &headroom.Cgroup{Path: "/system.slice/kubelet.service", Kind: "unit", Unit: "kubelet.service", Current: 0, Max: headroom.Limit{Value: 12}, Refused: 20}
 	if got, want := atLimit(cg, "TasksMax"), "reached its TasksMax (pids.max 12 of /system.slice/kubelet.service): 20 forks refused, 0 tasks now"; got != want {
 		t.Errorf("atLimit = %q, want %q", got, want)
 	}

@@ -13,7 +13,7 @@ import (
 // (pids.max 12 of /system.slice/kubelet.service): 20 forks refused, 0 tasks
 // now".
 func atLimit(cg *headroom.Cgroup, limit string) string {
-	return fmt.Sprintf("reached its %s (pids.max %d of %s): %d forks refused, %d tasks now", limit, cg.Max.Value, cg.Path, cg.Rejected, cg.Current)
+	return fmt.Sprintf("reached its %s (pids.max %d of %s): %d forks refused, %d tasks now", limit, cg.Max.Value, cg.Path, cg.Refused, cg.Current)
 }
 
 // zombieTrend says how a parent's zombies changed since the previous
