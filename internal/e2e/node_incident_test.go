@@ -180,12 +180,12 @@ func scenarioPodLimit(t *testing.T, n *realNode) {
 		case c.Kind == headroom.KindPod && c.Pod != nil && c.Pod.String() == "default/forker":
 			pod = &d.Cgroups[i]
 		case c.Kind == headroom.KindKubepods || c.Kind == headroom.KindQoS:
-			if c.Rejected != 0 {
-				t.Errorf("%s counts %d refusals of its own; its limit refused none", c.Path, c.Rejected)
+			if c.Refused != 0 {
+				t.Errorf("%s counts %d refusals of its own; its limit refused none", c.Path, c.Refused)
 			}
 		}
 	}
-	if pod == nil || pod.Max != headroom.Finite(300) || pod.Rejected == 0 {
+	if pod == nil || pod.Max != headroom.Finite(300) || pod.Refused == 0 {
 		t.Errorf("the captured pod default/forker: %+v", pod)
 	}
 }
@@ -275,6 +275,7 @@ grep -h -m3 -E 'first_failure|pthread_create failed' /var/log/pods/default_threa
 // scenarioIncident: the reason this project exists, on the real node.
 func scenarioIncident(t *testing.T, n *realNode) {
 	ctx := context.Background()
+	started := time.Now()
 	dir := filepath.Join(n.share, "scenario")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
@@ -419,5 +420,14 @@ func scenarioIncident(t *testing.T, n *realNode) {
 		t.Errorf("the condition did not clear after the incident: %v", err)
 	} else {
 		t.Logf("cleared: %s %s", c.Reason, c.Message)
+	}
+
+	// What the incident cost the apiserver, as the DaemonSet's agent made
+	// it (its service account's requests, from the audit log): the Events
+	// stay within the write budget (docs/benchmarks.md).
+	reqs := requests(t, "system:serviceaccount:pidpressure:pidpressure", started, time.Now())
+	t.Logf("the real node's agent through the incident (%v): %v", time.Since(started).Round(time.Second), reqs)
+	if ev := reqs["create events"] + reqs["patch events"]; ev > 10 {
+		t.Errorf("the incident made %d Event writes; want at most 10", ev)
 	}
 }

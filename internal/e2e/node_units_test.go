@@ -86,7 +86,7 @@ echo "tasks=$cur max=$(cat /sys/fs/cgroup/system.slice/containerd.service/pids.m
 			unit = &d.Cgroups[i]
 		}
 	}
-	if unit == nil || unit.Max.Unlimited || unit.Rejected == 0 || !hasCheck(d, "UnitTasksMaxFinite") {
+	if unit == nil || unit.Max.Unlimited || unit.Refused == 0 || !hasCheck(d, "UnitTasksMaxFinite") {
 		t.Errorf("the captured containerd.service: %+v; audit %+v", unit, d.Audit)
 	}
 	if p, err := cluster.Client.CoreV1().Pods("default").Get(ctx, "blocked", metav1.GetOptions{}); err == nil && p.Status.Phase == corev1.PodRunning {
