@@ -118,8 +118,8 @@ func IncidentLoad(init int, tag, goThreads string) (*Load, error) {
 // as it runs, while loops keep trying to start a program: each of their
 // forks fails, and bash logs "fork: retry: Resource temporarily
 // unavailable" as it backs off (1 to 16 s) and then gives up with "fork:
-// Resource temporarily unavailable", again and again — a failure storm at
-// a steady few lines a second, with little CPU. The loops start first, as
+// Resource temporarily unavailable", again and again — a failure storm for
+// as long as the load runs, with little CPU. The loops start first, as
 // nothing can start in the namespace once it is full; their output goes
 // to journald under tag.
 func StormLoad(init, loops int, tag string) (*Load, error) {
