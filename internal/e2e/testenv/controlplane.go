@@ -20,10 +20,12 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/pidpressure/pidpressure/internal/e2e/nodevm"
 )
@@ -85,6 +87,10 @@ func Start(bin string) (*Cluster, error) { return StartWith(bin, nil) }
 
 // StartWith is Start with more kube-apiserver flags (name to value).
 func StartWith(bin string, flags map[string]string) (*Cluster, error) {
+	// envtest logs through controller-runtime's logger, which prints a
+	// stack trace ("log.SetLogger(...) was never called") when unset; its
+	// processes' own output is what the tests read.
+	ctrllog.SetLogger(logr.Discard())
 	dir, err := os.MkdirTemp("", "pidpressure-e2e-")
 	if err != nil {
 		return nil, err
