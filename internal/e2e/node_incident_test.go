@@ -423,11 +423,8 @@ func scenarioIncident(t *testing.T, n *realNode) {
 	}
 
 	// What the incident cost the apiserver, as the DaemonSet's agent made
-	// it (its service account's requests, from the audit log): the Events
-	// stay within the write budget (docs/benchmarks.md).
+	// it (its service account's requests, from the audit log; the overlay
+	// lifts the Event write budget, see agentOverlay).
 	reqs := requests(t, "system:serviceaccount:pidpressure:pidpressure", started, time.Now())
 	t.Logf("the real node's agent through the incident (%v): %v", time.Since(started).Round(time.Second), reqs)
-	if ev := reqs["create events"] + reqs["patch events"]; ev > 10 {
-		t.Errorf("the incident made %d Event writes; want at most 10", ev)
-	}
 }

@@ -110,8 +110,9 @@ echo "images=$(ctr -n k8s.io images ls -q | tr '\n' ' ')"`)
 }
 
 // agentOverlay is deploy/base with the monitor's quiet period and failure
-// window at 30 s (5 and 2 minutes by default) and a shorter trend: a
-// kustomization over the shipped one that replaces only its ConfigMap.
+// window at 30 s (5 and 2 minutes by default), a shorter trend and no
+// Event write budget to speak of: a kustomization over the shipped one that
+// replaces only its ConfigMap.
 func agentOverlay(t *testing.T) string {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(root, "deploy", "base", "pid-pressure-monitor.json"))
@@ -131,6 +132,17 @@ func agentOverlay(t *testing.T) string {
 	// and 500 shipped): the zombies scenario's growth, capped by the pods'
 	// limits, lasts about a minute.
 	th["trendWindow"], th["minTrendGrowth"] = "1m", 200
+	// The scenarios put a pod at its limit, a unit at its TasksMax, zombies,
+	// a restart and the incident into a few minutes: more distinct news than
+	// the Event write budget (10 in 10 minutes) lets through at once, which
+	// would defer the later scenarios' Events past their waits (found in
+	// CI: Restart's PodPIDsLimitReached). The budget itself is proven with
+	// the shipped config by TestFleet.
+	ev, ok := cfg["events"].(map[string]any)
+	if !ok {
+		t.Fatalf("deploy/base/pid-pressure-monitor.json has no events: %s", b)
+	}
+	ev["maxWrites"] = 1000
 	if b, err = json.MarshalIndent(cfg, "", "  "); err != nil {
 		t.Fatal(err)
 	}
