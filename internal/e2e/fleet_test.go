@@ -140,16 +140,14 @@ func TestFleet(t *testing.T) {
 	// Prometheus scrapes the agents as the ServiceMonitor labels them, a
 	// port nothing answers on for the down node, and kube-state-metrics.
 	dir := t.TempDir()
-	kport, err := testenv.FreePort()
+	ks, kport, err := testenv.StartListening(ctx, dir, "kube-state-metrics", ksm, func(port int) []string {
+		return []string{"--kubeconfig=" + cluster.Admin, "--host=127.0.0.1", "--port=" + strconv.Itoa(port),
+			"--telemetry-host=127.0.0.1", "--telemetry-port=0", "--resources=nodes"}
+	}, func(port int) string { return "http://127.0.0.1:" + strconv.Itoa(port) + "/metrics" })
 	if err != nil {
 		t.Fatal(err)
 	}
 	kaddr := "127.0.0.1:" + strconv.Itoa(kport)
-	ks, err := testenv.StartDaemon(dir, "kube-state-metrics", ksm, "--kubeconfig="+cluster.Admin, "--host=127.0.0.1", "--port="+strconv.Itoa(kport),
-		"--telemetry-host=127.0.0.1", "--telemetry-port=0", "--resources=nodes")
-	if err != nil {
-		t.Fatal(err)
-	}
 	t.Cleanup(ks.Stop)
 	dead, err := testenv.FreePort()
 	if err != nil {

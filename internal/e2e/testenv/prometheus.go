@@ -18,13 +18,14 @@ import (
 // Daemon is a program the fleet test runs beside the agents (Prometheus,
 // kube-state-metrics), logging to a file, stopped by PID.
 type Daemon struct {
-	Log string
-	cmd *exec.Cmd
+	Log  string
+	cmd  *exec.Cmd
+	done chan struct{} // closed when it exits
 }
 
 // StartDaemon starts bin with args, its output in dir/name.log.
 func StartDaemon(dir, name, bin string, args ...string) (*Daemon, error) {
-	d := &Daemon{Log: filepath.Join(dir, name+".log")}
+	d := &Daemon{Log: filepath.Join(dir, name+".log"), done: make(chan struct{})}
 	logf, err := os.Create(d.Log)
 	if err != nil {
 		return nil, err
@@ -36,8 +37,60 @@ func StartDaemon(dir, name, bin string, args ...string) (*Daemon, error) {
 	if err := d.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting %s: %w", name, err)
 	}
-	go func() { _ = d.cmd.Wait() }()
+	go func() {
+		_ = d.cmd.Wait()
+		close(d.done)
+	}()
 	return d, nil
+}
+
+// StartListening starts a daemon that listens on a port of loopback given
+// by args(port), and waits until url(port) answers 200. A port found free
+// can be taken by another program before the daemon binds it (an ephemeral
+// port of someone's connection): when the daemon exits before it is
+// ready, it starts again on another port, up to three times.
+func StartListening(ctx context.Context, dir, name, bin string, args func(port int) []string, url func(port int) string) (*Daemon, int, error) {
+	var last error
+	for range 3 {
+		port, err := FreePort()
+		if err != nil {
+			return nil, 0, err
+		}
+		d, err := StartDaemon(dir, name, bin, args(port)...)
+		if err != nil {
+			return nil, 0, err
+		}
+		wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+		last = d.waitReady(wctx, url(port))
+		cancel()
+		if last == nil {
+			return d, port, nil
+		}
+		d.Stop()
+		<-d.done
+		last = fmt.Errorf("%s: %w\n%s", name, last, d.Tail())
+	}
+	return nil, 0, last
+}
+
+// waitReady polls u until it answers 200, the daemon exits, or ctx ends.
+func (d *Daemon) waitReady(ctx context.Context, u string) error {
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+		if r, err := http.DefaultClient.Do(req); err == nil {
+			_ = r.Body.Close()
+			if r.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s did not answer 200: %w", u, ctx.Err())
+		case <-d.done:
+			return fmt.Errorf("it exited before %s answered", u)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // Stop kills the daemon's process group.
@@ -50,24 +103,6 @@ func (d *Daemon) Tail() string {
 		b = b[len(b)-4000:]
 	}
 	return string(b)
-}
-
-// WaitHTTP polls url until it answers 200 or ctx ends.
-func WaitHTTP(ctx context.Context, u string) error {
-	for {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-		if r, err := http.DefaultClient.Do(req); err == nil {
-			_ = r.Body.Close()
-			if r.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%s did not answer 200: %w", u, ctx.Err())
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
 }
 
 // Prometheus is a running Prometheus server on loopback.
@@ -122,24 +157,15 @@ func StartPrometheus(ctx context.Context, bin, dir string, interval time.Duratio
 	if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), conf, 0o644); err != nil {
 		return nil, err
 	}
-	port, err := FreePort()
+	addr := func(port int) string { return "127.0.0.1:" + strconv.Itoa(port) }
+	d, port, err := StartListening(ctx, dir, "prometheus", bin, func(port int) []string {
+		return []string{"--config.file=" + filepath.Join(dir, "prometheus.yml"),
+			"--storage.tsdb.path=" + filepath.Join(dir, "data"), "--web.listen-address=" + addr(port)}
+	}, func(port int) string { return "http://" + addr(port) + "/-/ready" })
 	if err != nil {
 		return nil, err
 	}
-	addr := "127.0.0.1:" + strconv.Itoa(port)
-	d, err := StartDaemon(dir, "prometheus", bin, "--config.file="+filepath.Join(dir, "prometheus.yml"),
-		"--storage.tsdb.path="+filepath.Join(dir, "data"), "--web.listen-address="+addr)
-	if err != nil {
-		return nil, err
-	}
-	p := &Prometheus{Daemon: d, URL: "http://" + addr}
-	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-	defer cancel()
-	if err := WaitHTTP(wctx, p.URL+"/-/ready"); err != nil {
-		d.Stop()
-		return nil, fmt.Errorf("prometheus: %w\n%s", err, d.Tail())
-	}
-	return p, nil
+	return &Prometheus{Daemon: d, URL: "http://" + addr(port)}, nil
 }
 
 // Sample is one series of an instant vector.
