@@ -95,15 +95,7 @@ func TestFleet(t *testing.T) {
 	}
 	podUID := fmt.Sprintf("0f1e2d3c-4b5a-4968-8776-%012d", os.Getpid())
 	podDir := filepath.Join(testenv.PidsRoot, "kubepods", "pod"+podUID)
-	remove, err := testenv.MakeCgroup(podDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := remove(); err != nil {
-			t.Error(err)
-		}
-	})
+	makeCgroup(t, podDir)
 	mustWrite(t, filepath.Join(podDir, "pids.max"), "1")
 
 	// Idle: this agent as the DaemonSet ships it, and NPD with its one

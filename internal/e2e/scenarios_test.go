@@ -41,15 +41,7 @@ func TestNodeScenarios(t *testing.T) {
 	// The cgroups exist before the agent starts, so that its discovery
 	// finds them.
 	for _, d := range []string{podDir, unitPids, unitUnified} {
-		remove, err := testenv.MakeCgroup(d)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			if err := remove(); err != nil {
-				t.Error(err)
-			}
-		})
+		makeCgroup(t, d)
 	}
 	mustWrite(t, filepath.Join(podDir, "pids.max"), "1")
 	mustWrite(t, filepath.Join(unitPids, "pids.max"), "12")
@@ -184,6 +176,21 @@ func TestAPIServerOutage(t *testing.T) {
 	if !a.Alive() {
 		t.Errorf("the agent exited: %s", a.Tail())
 	}
+}
+
+// makeCgroup creates the cgroup dir (and missing parents) and removes
+// them, with whatever is left in them, when the test ends.
+func makeCgroup(t *testing.T, dir string) {
+	t.Helper()
+	remove, err := testenv.MakeCgroup(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := remove(); err != nil {
+			t.Error(err)
+		}
+	})
 }
 
 func mustWrite(t *testing.T, path, s string) {
