@@ -36,14 +36,12 @@ rules:
 
 // Request is one request the audit log recorded.
 type Request struct {
-	At        time.Time
-	User      string
-	Verb      string // the API verb: get, list, watch, create, update, patch, delete
-	Resource  string // with its subresource: nodes/status
-	Name      string
-	Code      int // the response's status code
-	UserAgent string
-	Namespace string
+	At       time.Time
+	User     string
+	Verb     string // the API verb: get, list, watch, create, update, patch, delete
+	Resource string // with its subresource: nodes/status
+	Name     string
+	Code     int // the response's status code
 }
 
 // Write reports whether the request changed state.
@@ -72,17 +70,15 @@ func (c *Cluster) Requests(user string, from, to time.Time) ([]Request, error) {
 	sc.Buffer(make([]byte, 0, 64<<10), 16<<20)
 	for sc.Scan() {
 		var ev struct {
-			Stage     string    `json:"stage"`
-			Received  time.Time `json:"requestReceivedTimestamp"`
-			Verb      string    `json:"verb"`
-			UserAgent string    `json:"userAgent"`
-			User      struct {
+			Stage    string    `json:"stage"`
+			Received time.Time `json:"requestReceivedTimestamp"`
+			Verb     string    `json:"verb"`
+			User     struct {
 				Username string `json:"username"`
 			} `json:"user"`
 			Object *struct {
 				Resource    string `json:"resource"`
 				Subresource string `json:"subresource"`
-				Namespace   string `json:"namespace"`
 				Name        string `json:"name"`
 			} `json:"objectRef"`
 			Status *struct {
@@ -95,9 +91,9 @@ func (c *Cluster) Requests(user string, from, to time.Time) ([]Request, error) {
 		if ev.Received.Before(from) || !ev.Received.Before(to) {
 			continue
 		}
-		r := Request{At: ev.Received, User: user, Verb: ev.Verb, UserAgent: ev.UserAgent}
+		r := Request{At: ev.Received, User: user, Verb: ev.Verb}
 		if ev.Object != nil {
-			r.Resource, r.Name, r.Namespace = ev.Object.Resource, ev.Object.Name, ev.Object.Namespace
+			r.Resource, r.Name = ev.Object.Resource, ev.Object.Name
 			if ev.Object.Subresource != "" {
 				r.Resource += "/" + ev.Object.Subresource
 			}
