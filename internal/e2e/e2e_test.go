@@ -103,18 +103,25 @@ func startAgent(t testing.TB, node string, spec testenv.AgentSpec) *testenv.Agen
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		_ = a.Stop()
-		if t.Failed() {
-			t.Logf("agent log:\n%s", a.Tail())
-		}
-	})
+	stopAtEnd(t, a)
 	hctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if err := a.WaitHealthy(hctx); err != nil {
 		t.Fatal(err)
 	}
 	return a
+}
+
+// stopAtEnd stops the agent when the test ends, and prints its log if the
+// test failed.
+func stopAtEnd(t testing.TB, a *testenv.Agent) {
+	t.Helper()
+	t.Cleanup(func() {
+		_ = a.Stop()
+		if t.Failed() {
+			t.Logf("agent log:\n%s", a.Tail())
+		}
+	})
 }
 
 // record is one observed state of the condition.

@@ -91,12 +91,7 @@ func TestOverload(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		_ = a.Stop()
-		if t.Failed() {
-			t.Logf("agent log:\n%s", a.Tail())
-		}
-	})
+	stopAtEnd(t, a)
 	if _, err := c2.WaitCondition(ctx, node, 30*time.Second, corev1.ConditionFalse); err != nil {
 		t.Fatalf("%v; agent log:\n%s", err, a.Tail())
 	}
